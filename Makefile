@@ -1,0 +1,39 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Both create a virtual environment (VENV) and install the tested dependency set into it.
+# TRANSFORMERS picks the transformers release (the CI runs the lowest and the highest supported).
+
+PYTHON ?= python3
+TRANSFORMERS ?= 5.5.4
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-transformers-$(TRANSFORMERS)
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/ci.txt
+	@$(PYTHON) -c "import ssl" || { echo "$(PYTHON) cannot import ssl (a mismatched libpython on LD_LIBRARY_PATH?); pass PYTHON=<a working python3.11>" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU torch first, so nothing below pulls a CUDA build.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet --no-deps "optimum-intel==2.2.0"
+	$(BIN)/pip install --quiet -r requirements/ci.txt "transformers==$(TRANSFORMERS)"
+	$(BIN)/pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-transformers-*
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python demo/run_demo.py
+
+test: install
+	$(BIN)/ruff check optimum_qwen35 tests demo optimum benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: install
+	$(BIN)/ruff check optimum_qwen35 tests demo optimum benchmarks
+	$(BIN)/ruff format --check optimum_qwen35 tests demo optimum benchmarks
+
+clean:
+	rm -rf $(VENV) demo-output

@@ -1,0 +1,97 @@
+"""``optimum-qwen35``: the plugin's own command line (``eval``).
+
+``optimum-qwen35 eval CHECKPOINT --text FILE`` exports the checkpoint in several weight formats
+and prints, for each, perplexity over the text, the relative change against HF float32, the
+top-1 agreement with HF float32 and the IR size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from .compression.calibration import BUILTIN
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from .evaluation.perplexity import ir_size_mb, score_hf, score_ir, token_windows
+    from .evaluation.variants import VARIANTS, export_variant
+
+    specs = [spec.partition("=") for spec in args.variants.split(",")]
+    unknown = [name for name, _, folder in specs if not folder and name not in VARIANTS]
+    if unknown:
+        raise SystemExit(
+            f"Unknown variant(s) {', '.join(unknown)}. Choose from {', '.join(VARIANTS)} or NAME=IR_FOLDER."
+        )
+    text = Path(args.text).read_text(encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    ids = tokenizer(text, return_tensors="np")["input_ids"][0]
+    windows = token_windows(ids, args.windows, args.window_length)
+    print(f"{len(windows)} windows x {args.window_length} tokens from {args.text} ({len(ids)} tokens)", flush=True)
+
+    reference = score_hf(args.checkpoint, windows)
+    rows = [{"variant": "hf-fp32", "perplexity": reference.perplexity, "delta_pct": 0.0, "top1": 1.0, "size_mb": None}]
+    with tempfile.TemporaryDirectory(prefix="optimum-qwen35-eval-") as scratch:
+        work = Path(args.work_dir) if args.work_dir else Path(scratch)
+        for name, _, folder in specs:
+            if not folder:
+                print(f"exporting {name} ...", flush=True)
+                folder = export_variant(args.checkpoint, name, work / name, args.calibration)
+            scores = score_ir(folder, windows)
+            rows.append(
+                {
+                    "variant": name,
+                    "perplexity": scores.perplexity,
+                    "delta_pct": 100 * (scores.perplexity / reference.perplexity - 1),
+                    "top1": scores.agreement(reference),
+                    "size_mb": ir_size_mb(folder),
+                }
+            )
+    print(f"\n{'variant':<18}{'perplexity':>12}{'vs HF fp32':>12}{'top-1 agree':>13}{'IR MB':>9}")
+    for row in rows:
+        size = f"{row['size_mb']:9.2f}" if row["size_mb"] is not None else f"{'-':>9}"
+        print(f"{row['variant']:<18}{row['perplexity']:12.4f}{row['delta_pct']:+11.2f}%{row['top1']:13.4f}{size}")
+    if args.json:
+        result = {"checkpoint": str(args.checkpoint), "text": str(args.text), "windows": args.windows}
+        result |= {"window_length": args.window_length, "results": rows}
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optimum-qwen35", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    evaluate = commands.add_parser("eval", help="perplexity and top-1 agreement vs HF float32 for several exports")
+    evaluate.add_argument("checkpoint", help="Qwen3.5 checkpoint folder (with its tokenizer)")
+    evaluate.add_argument("--text", required=True, help="UTF-8 text file to score (held-out data)")
+    evaluate.add_argument(
+        "--variants",
+        default="fp32,fp16,int8,int4,int4-gptq",
+        help="comma-separated variant names (see optimum_qwen35.evaluation.variants) or NAME=IR_FOLDER",
+    )
+    evaluate.add_argument("--windows", type=int, default=6, help="number of windows spread over the text")
+    evaluate.add_argument("--window-length", type=int, default=512, help="tokens per window")
+    evaluate.add_argument(
+        "--calibration", default=BUILTIN, help=f"calibration text for data-aware variants (file or '{BUILTIN}')"
+    )
+    evaluate.add_argument("--work-dir", help="keep the exported IRs here (default: a temporary folder)")
+    evaluate.add_argument("--json", help="also write the results to this JSON file")
+    evaluate.set_defaults(func=_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``optimum-qwen35`` command."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Plug the Qwen3.5 compression policy into optimum-intel's CLI and Python entry points.
+
+Four functions are wrapped; each behaves exactly as before for any model that is not Qwen3.5:
+
+* ``optimum.commands.export.openvino.prepare_wc_config`` (``optimum-cli export openvino`` with
+  ``--weight-format int4|int8`` and flags): validates the flags, turns ``--dataset FILE`` into
+  calibration text, merges the policy, and refuses a non-empty output folder *before* exporting.
+* ``get_default_quantization_config`` (``--weight-format int4`` alone, and
+  ``from_pretrained(..., quantization_config={"bits": 4})``): returns the policy's config.
+* ``optimum.intel.openvino.quantization._weight_only_quantization``: after NNCF's INT4 pass on a
+  plugin IR, runs the INT8 pass for the weights the policy keeps in INT8.
+* ``optimum.exporters.openvino.__main__._merge_move`` (the CLI's final move of a compressed
+  export): replaces the output folder instead of merging into it, so no stale file survives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optimum.commands.export.openvino as ov_command
+import optimum.exporters.openvino.__main__ as ov_main
+import optimum.intel.openvino.configuration as ov_configuration
+import optimum.intel.openvino.modeling_base as ov_modeling_base
+import optimum.intel.openvino.quantization as ov_quantization
+
+from ..errors import CalibrationDataError
+from ..exporters.hooks import qwen35_checkpoint_config, wrap
+from ..exporters.output_dir import check_output, overwrite_requested, replace_folder
+from ..runtime import is_plugin_ir
+from . import policy
+from .mixed_precision import compress_int8
+
+#: ``prepare_wc_config`` reads these from the CLI namespace; ``None`` means "not given".
+_USER_FLAGS = (
+    "group_size",
+    "ratio",
+    "all_layers",
+    "dataset",
+    "num_samples",
+    "group_size_fallback",
+    "awq",
+    *policy.DATA_AWARE_FLAGS,
+)
+
+
+def text_config_of(model_name_or_path: Any, model_types: set[str]) -> dict[str, Any] | None:
+    """The text config of a Qwen3.5 checkpoint or exported folder, ``None`` for anything else."""
+    config = qwen35_checkpoint_config(model_name_or_path, model_types)
+    return None if config is None else config.get("text_config") or config
+
+
+#: Files any transformers tokenizer is loaded from; a local checkpoint needs one to calibrate.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_tokenizer(model_name_or_path: Any) -> None:
+    """Raise :class:`CalibrationDataError` if a local checkpoint has no tokenizer to encode calibration text."""
+    path = Path(str(model_name_or_path))
+    if path.is_dir() and not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise CalibrationDataError(
+            f"Data-aware compression (--dataset) tokenizes calibration text, but {path} has no tokenizer files "
+            f"({', '.join(_TOKENIZER_FILES)}). Fix: copy the tokenizer into the checkpoint folder, or drop --dataset "
+            "and the data-aware flags."
+        )
+
+
+def install(model_types: set[str]) -> None:
+    """Install the four wrappers for checkpoints whose model type is in ``model_types``."""
+
+    def make_prepare_wc_config(original):
+        def prepare_wc_config(args, default_configs):
+            config = original(args, default_configs)
+            text_config = text_config_of(args.model, model_types)
+            if text_config is None:
+                return config
+            check_output(args.output, overwrite_requested())  # fail before minutes of export work
+            user = {flag: getattr(args, flag, None) for flag in _USER_FLAGS}
+            config = policy.resolve_weight_config(config, text_config, user)  # reads --dataset first
+            if user["dataset"] is not None:
+                check_tokenizer(args.model)
+            return config
+
+        return prepare_wc_config
+
+    def make_get_default_quantization_config(original):
+        def get_default_quantization_config(model_id_or_path, weight_format=None, quant_mode=None):
+            text_config = text_config_of(model_id_or_path, model_types) if weight_format == "int4" else None
+            if text_config is not None:
+                return policy.default_int4_config(text_config)
+            return original(model_id_or_path, weight_format, quant_mode)
+
+        return get_default_quantization_config
+
+    def make_weight_only_quantization(original):
+        def _weight_only_quantization(model, quantization_config, *args, **kwargs):
+            compressed = original(model, quantization_config, *args, **kwargs)
+            if is_plugin_ir(compressed):
+                compress_int8(compressed, policy.int8_patterns(quantization_config))
+            return compressed
+
+        return _weight_only_quantization
+
+    def make_merge_move(original):
+        def _merge_move(source, target):
+            if qwen35_checkpoint_config(source, model_types) is not None:
+                return replace_folder(Path(source), Path(target))
+            return original(source, target)
+
+        return _merge_move
+
+    wrap(ov_command, "prepare_wc_config", make_prepare_wc_config)
+    wrap(ov_configuration, "get_default_quantization_config", make_get_default_quantization_config)
+    wrap(ov_modeling_base, "get_default_quantization_config", make_get_default_quantization_config)
+    wrap(ov_quantization, "_weight_only_quantization", make_weight_only_quantization)
+    wrap(ov_main, "_merge_move", make_merge_move)

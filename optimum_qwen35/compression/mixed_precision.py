@@ -1,0 +1,42 @@
+"""The second compression pass: INT8 for the weights the INT4 pass left out by policy.
+
+``nncf.compress_weights`` takes one primary precision per call. The policy wants INT4 for most
+weights and INT8 for the Gated DeltaNet projections and
+``mlp.down_proj``, so the INT4 pass ignores those projections
+(:data:`.policy.INT8_PATTERNS` in its ignored scope) and this pass compresses exactly them to
+INT8. NNCF skips weights that are already compressed, and everything that does
+not match the policy pattern is ignored here, so nothing is compressed twice and weights the user
+chose to ignore stay as they are. optimum-intel's GPT-OSS recipe uses the same two-pass scheme.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nncf
+import openvino as ov
+
+#: OpenVINO op types NNCF can compress weights of.
+_WEIGHTED_OPS = {"MatMul", "Gather", "Convolution", "GroupConvolution", "ConvolutionBackpropData"}
+
+
+def compress_int8(model: ov.Model, patterns: list[str]) -> ov.Model:
+    """Compress the weights whose node names match ``patterns`` to INT8 asymmetric, per channel.
+
+    ``model`` is modified in place and returned. Weight shapes are unchanged (``[out, in]``
+    constants become ``u8 [out, in]`` + ``f32 [out, 1]`` scale and zero point).
+    """
+    if not patterns:
+        return model
+    # Ignore every other weighted op by name. (A negated regex would also match the weights'
+    # own Constant/Convert nodes, which makes NNCF skip the MatMuls we want.)
+    others = [
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if op.get_type_name() in _WEIGHTED_OPS and not any(re.match(p, op.get_friendly_name()) for p in patterns)
+    ]
+    return nncf.compress_weights(
+        model,
+        mode=nncf.CompressWeightsMode.INT8_ASYM,
+        ignored_scope=nncf.IgnoredScope(names=others, validate=False),
+    )

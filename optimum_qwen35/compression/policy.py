@@ -1,0 +1,164 @@
+"""The Qwen3.5 weight-compression policy: what each weight becomes under ``--weight-format``.
+
+Chosen by measurement on the trained reference checkpoint with ``optimum-qwen35 eval`` and
+``benchmarks/compression_sweep.py`` (numbers and method in ``docs/compression.md``):
+
+* Gated DeltaNet projections (``linear_attn.in_proj_*``, ``linear_attn.out_proj``) are the most
+  sensitive weights: INT4 there costs the most perplexity and turns large checkpoints into
+  garbage (openvino.genai#4467, nncf#4217). They are compressed to INT8 (asymmetric,
+  per-channel) instead.
+* ``mlp.down_proj`` is the next most sensitive (as llama.cpp's Q4_K_M also finds, which keeps
+  ``ffn_down`` at 6 bits): INT8 as well.
+* Both INT8 groups are compressed by a second NNCF pass, see :mod:`.mixed_precision`.
+* Embeddings and ``lm_head`` get NNCF's backup precision (INT8 asymmetric) — NNCF's own rule for
+  the first and last layer when ``--all-layers`` is not given.
+* Everything else (attention q/k/v/o, MLP gate/up) is INT4 asymmetric with the largest group
+  size in :data:`INT4_GROUP_SIZES` that divides every INT4 weight's input channels (128 on every
+  public Qwen3.5 shape).
+* Never compressed: the depthwise conv1d (an op type NNCF would otherwise give INT8), ``A_log``,
+  ``dt_bias``, norms and the rotary frequencies (not weight MatMuls/Gathers in our graph).
+
+Every choice yields to the user's flags: ``--group-size``, ``--sym``, ``--ratio``,
+``--backup-precision`` replace the corresponding value, and ``--all-layers`` drops the INT8
+exceptions (every projection INT4, as NNCF would do).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import CompressionConfigError
+from .calibration import BUILTIN, calibration_texts, is_text_source
+
+#: Node names of the Gated DeltaNet projections in the plugin's IR
+#: (``__module.model.layers.<i>.linear_attn.<name>/ov_ext::linear/MatMul``).
+LINEAR_ATTENTION_PROJECTIONS = r".*\.linear_attn\.(?:in_proj_qkv|in_proj_z|in_proj_a|in_proj_b|out_proj)/.*"
+
+#: Op types whose weights stay as exported: the Gated DeltaNet depthwise conv1d (NNCF would
+#: otherwise give it INT8 backup precision; it is tiny and feeds the recurrence directly).
+NEVER_COMPRESSED_TYPES = ("GroupConvolution",)
+
+#: MLP output projections of dense models (``__module.model.layers.<i>.mlp.down_proj/...``).
+MLP_DOWN_PROJECTIONS = r".*\.mlp\.down_proj/.*"
+
+#: Weights the policy compresses to INT8 instead of INT4, in the order of the list above.
+INT8_PATTERNS = (LINEAR_ATTENTION_PROJECTIONS, MLP_DOWN_PROJECTIONS)
+
+#: Preferred INT4 group sizes, best first (see docs/compression.md for the measurement).
+INT4_GROUP_SIZES = (128, 64, 32, 16)
+INT4_SYMMETRIC = False
+
+#: NNCF algorithms that need calibration data (AWQ alone can run data-free).
+DATA_AWARE_FLAGS = ("scale_estimation", "gptq", "lora_correction")
+
+
+def default_int4_config(text_config: dict[str, Any]) -> dict[str, Any]:
+    """optimum-intel weight-quantization config for ``--weight-format int4`` with no other flag."""
+    return {
+        "bits": 4,
+        "sym": INT4_SYMMETRIC,
+        "group_size": policy_group_size(text_config, all_layers=False),
+        "ratio": 1.0,
+        "all_layers": None,
+        "ignored_scope": {"patterns": list(INT8_PATTERNS), "types": list(NEVER_COMPRESSED_TYPES)},
+    }
+
+
+def int4_input_channels(text_config: dict[str, Any]) -> dict[str, int]:
+    """Input-channel count of every kind of INT4-eligible weight MatMul, by projection name.
+
+    A group size must divide each of these (NNCF groups along the input channels).
+    """
+    channels = {
+        "q/k/v, gate/up, linear_attn.in_proj_*": text_config.get("hidden_size"),
+        "mlp.down_proj": text_config.get("intermediate_size"),
+        "self_attn.o_proj": text_config.get("num_attention_heads", 0) * text_config.get("head_dim", 0),
+        "linear_attn.out_proj": text_config.get("linear_num_value_heads", 0)
+        * text_config.get("linear_value_head_dim", 0),
+        "experts.down_proj": text_config.get("moe_intermediate_size"),
+        "shared_expert.down_proj": text_config.get("shared_expert_intermediate_size"),
+    }
+    return {name: int(size) for name, size in channels.items() if size}
+
+
+def _int4_channels(text_config: dict[str, Any], all_layers: bool) -> dict[str, int]:
+    channels = int4_input_channels(text_config)
+    if not all_layers:  # INT8 (per-channel) under the policy: no group size applies
+        channels.pop("linear_attn.out_proj", None)
+        channels.pop("mlp.down_proj", None)
+    return channels
+
+
+def policy_group_size(text_config: dict[str, Any], all_layers: bool) -> int:
+    """The first of :data:`INT4_GROUP_SIZES` dividing every INT4 weight's input channels (-1 if none)."""
+    channels = _int4_channels(text_config, all_layers).values()
+    return next((g for g in INT4_GROUP_SIZES if all(size % g == 0 for size in channels)), -1)
+
+
+def _check_group_size(group_size: int, text_config: dict[str, Any], all_layers: bool) -> None:
+    if group_size in (None, -1):
+        return
+    channels = _int4_channels(text_config, all_layers)
+    bad = {name: size for name, size in channels.items() if size % group_size}
+    if bad:
+        divisors = sorted(g for g in (16, 32, 64, 128, 256) if all(size % g == 0 for size in channels.values()))
+        layers = ", ".join(f"{name} ({size})" for name, size in bad.items())
+        raise CompressionConfigError(
+            f"--group-size {group_size} does not divide the input channels of {layers}. "
+            f"Fix: use a group size that divides them all ({', '.join(map(str, divisors)) or 'none of 16…256'}), "
+            "-1 for per-channel, or --group-size-fallback adjust|ignore."
+        )
+
+
+def resolve_weight_config(config: dict[str, Any], text_config: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """Merge the policy into an optimum-intel weight config built from the user's flags.
+
+    Args:
+        config: the dict optimum-intel built (``prepare_wc_config``); modified copy returned.
+        text_config: the checkpoint's text config (``config.json`` or its ``text_config``).
+        user: the flags the user actually gave (``None`` for absent ones): ``group_size``,
+            ``ratio``, ``all_layers``, ``dataset``, ``num_samples``, ``group_size_fallback``,
+            ``awq`` and the :data:`DATA_AWARE_FLAGS`.
+
+    Raises:
+        CompressionConfigError: ratio outside [0, 1], a group size that does not divide the
+            channels, or a data-aware algorithm without calibration data.
+        CalibrationDataError: the ``--dataset`` file is missing or empty.
+    """
+    config = dict(config)
+    ratio = user.get("ratio")
+    if ratio is not None and not 0.0 <= float(ratio) <= 1.0:
+        raise CompressionConfigError(
+            f"--ratio {ratio} is outside [0, 1]. Fix: give the fraction of layers to put in INT4, e.g. --ratio 0.8."
+        )
+    data_aware = [flag for flag in DATA_AWARE_FLAGS if user.get(flag)]
+    if data_aware and user.get("dataset") is None:
+        raise CompressionConfigError(
+            f"--{data_aware[0].replace('_', '-')} needs calibration data. Fix: add --dataset path/to/text.txt "
+            f"(any UTF-8 text like the model's inputs) or --dataset {BUILTIN} (built-in offline corpus)."
+        )
+    dataset = user.get("dataset")
+    if dataset is not None and is_text_source(dataset):
+        config["dataset"] = calibration_texts(dataset, user.get("num_samples"))
+    if config.get("bits") != 4:
+        return config
+    all_layers = bool(user.get("all_layers"))
+    if user.get("group_size") is None:
+        config["group_size"] = policy_group_size(text_config, all_layers)
+    if user.get("group_size_fallback") is None:
+        _check_group_size(config["group_size"], text_config, all_layers)
+    scope = dict(config.get("ignored_scope") or {})
+    scope["types"] = [*scope.get("types", []), *NEVER_COMPRESSED_TYPES]
+    if not all_layers:
+        scope["patterns"] = [*scope.get("patterns", []), *INT8_PATTERNS]
+    config["ignored_scope"] = scope
+    return config
+
+
+def int8_patterns(config: Any) -> list[str]:
+    """The policy patterns in a weight config's ignored scope: weights to put in INT8 afterwards."""
+    scope = config.get("ignored_scope") if isinstance(config, dict) else getattr(config, "ignored_scope", None)
+    if scope is None:
+        return []
+    patterns = scope.get("patterns", []) if isinstance(scope, dict) else getattr(scope, "patterns", [])
+    return [p for p in patterns or [] if p in INT8_PATTERNS]

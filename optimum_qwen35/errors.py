@@ -1,0 +1,29 @@
+"""Errors raised by optimum-qwen35. Each message names the problem and the fix."""
+
+
+class Qwen35ExportError(Exception):
+    """Base class: an export that cannot start or did not finish."""
+
+
+class NotQwen35Error(Qwen35ExportError, ValueError):
+    """The checkpoint is not a Qwen3.5 model."""
+
+
+class CheckpointError(Qwen35ExportError, ValueError):
+    """The checkpoint's config or weight files are missing, truncated or inconsistent."""
+
+
+class UnsupportedEnvironmentError(Qwen35ExportError, ImportError):
+    """An installed package version is outside the tested range."""
+
+
+class OutputDirectoryError(Qwen35ExportError, FileExistsError):
+    """The output directory exists and is not empty."""
+
+
+class CompressionConfigError(Qwen35ExportError, ValueError):
+    """Weight-compression options that cannot be applied to this checkpoint."""
+
+
+class CalibrationDataError(Qwen35ExportError, ValueError):
+    """The calibration text for data-aware compression is missing or empty."""

@@ -1,0 +1,1 @@
+"""Export path: OpenVINO export config → patcher → trace → stateful IR → output folder."""

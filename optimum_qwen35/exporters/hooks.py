@@ -1,0 +1,106 @@
+"""Hooks into optimum-intel's export entry points, active for Qwen3.5 checkpoints only.
+
+optimum-intel has no plugin API beyond ``TasksManager`` registrations, and three behaviours
+need changing for Qwen3.5 while every other model must stay untouched:
+
+* ``infer_task``: a composite Qwen3.5 checkpoint with no ``--task`` exports as
+  ``text-generation-with-past`` (what ``LLMPipeline`` loads), not as a vision-language model;
+  an explicit ``--task image-text-to-text`` still gets optimum-intel's VLM export.
+* ``main_export``: environment and checkpoint checks before any heavy work, and a staged
+  output folder so that a failed export leaves nothing behind.
+* ``patch_stateful``: our stateful step (dtype normalisation first) for our IRs.
+
+Each hook calls the original function for anything that is not a Qwen3.5 text export.
+Installing is idempotent.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optimum.exporters.openvino.__main__ as ov_main
+import optimum.exporters.openvino.convert as ov_convert
+from optimum.exporters.tasks import TasksManager
+
+from ..checkpoint import is_qwen35_config, validate_local_checkpoint
+from ..versions import check_environment
+from .output_dir import overwrite_requested, staged_output
+from .stateful import make_hybrid_stateful
+
+TEXT_TASK = "text-generation-with-past"
+_WRAPPED = "__optimum_qwen35_original__"
+
+
+def checkpoint_config(model_name_or_path: Any, **hub_kwargs) -> dict | None:
+    """Parsed ``config.json`` of a local folder or a hub id (from the local cache), else None."""
+    path = Path(str(model_name_or_path))
+    if path.is_dir():
+        config_file = path / "config.json"
+        return json.loads(config_file.read_text()) if config_file.is_file() else None
+    try:
+        from transformers import AutoConfig
+
+        keys = ("revision", "cache_dir", "token", "trust_remote_code", "subfolder")
+        return AutoConfig.from_pretrained(
+            str(model_name_or_path), **{k: v for k, v in hub_kwargs.items() if k in keys}
+        ).to_dict()
+    except Exception:  # an unreachable hub or a non-transformers model: not ours to decide
+        return None
+
+
+def qwen35_checkpoint_config(model_name_or_path: Any, model_types: set[str], **hub_kwargs) -> dict | None:
+    """``config.json`` of a checkpoint (or exported folder) whose model type is in ``model_types``, else None."""
+    config = checkpoint_config(model_name_or_path, **hub_kwargs)
+    return config if config is not None and is_qwen35_config(config, model_types) else None
+
+
+def wrap(module: Any, name: str, make: Callable[[Callable], Callable]) -> None:
+    original = getattr(module, name)
+    if hasattr(original, _WRAPPED):
+        return
+    wrapper = functools.wraps(original)(make(original))
+    setattr(wrapper, _WRAPPED, original)
+    setattr(module, name, wrapper)
+
+
+def install(model_types: set[str]) -> None:
+    """Install the three hooks for checkpoints whose model type is in ``model_types``."""
+
+    def is_ours(model_name_or_path: Any, **hub_kwargs) -> bool:
+        return qwen35_checkpoint_config(model_name_or_path, model_types, **hub_kwargs) is not None
+
+    def make_infer_task(original):
+        def infer_task(task, model_name_or_path, *args, **kwargs):
+            if TasksManager.map_from_synonym(task) == "auto" and is_ours(model_name_or_path, **kwargs):
+                return TEXT_TASK
+            return original(task, model_name_or_path, *args, **kwargs)
+
+        return infer_task
+
+    def make_main_export(original):
+        def main_export(model_name_or_path, output, task="auto", *args, **kwargs):
+            if not is_ours(model_name_or_path, **kwargs) or TasksManager.map_from_synonym(task) == "image-text-to-text":
+                return original(model_name_or_path, output, task, *args, **kwargs)
+            check_environment()
+            if Path(str(model_name_or_path)).is_dir():
+                validate_local_checkpoint(Path(str(model_name_or_path)), model_types)
+            with staged_output(output, overwrite=overwrite_requested()) as staging:
+                return original(model_name_or_path, staging, task, *args, **kwargs)
+
+        return main_export
+
+    def make_patch_stateful(original):
+        def patch_stateful(config, ov_model):
+            if config.get_text_config().model_type in model_types or config.model_type in model_types:
+                return make_hybrid_stateful(ov_model)
+            return original(config, ov_model)
+
+        return patch_stateful
+
+    wrap(ov_main, "infer_task", make_infer_task)
+    wrap(ov_main, "main_export", make_main_export)
+    wrap(ov_convert, "patch_stateful", make_patch_stateful)

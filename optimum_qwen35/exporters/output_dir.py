@@ -1,0 +1,75 @@
+"""Write an export into a staging folder and move it into place only when it is complete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
+from ..errors import OutputDirectoryError
+
+#: Environment variable that lets ``optimum-cli`` replace a non-empty output folder.
+OVERWRITE_ENV = "OPTIMUM_QWEN35_OVERWRITE"
+
+
+#: Set by ``optimum_qwen35.export(overwrite=True)`` for the optimum-cli code it runs.
+_OVERWRITE_REQUESTED: ContextVar[bool] = ContextVar("optimum_qwen35_overwrite", default=False)
+
+
+def overwrite_requested() -> bool:
+    """True when the running export may replace a non-empty output folder (Python flag or env)."""
+    env = os.environ.get(OVERWRITE_ENV, "").strip().lower() in {"1", "true", "yes"}
+    return env or _OVERWRITE_REQUESTED.get()
+
+
+@contextmanager
+def allow_overwrite(overwrite: bool) -> Iterator[None]:
+    """Within this block, :func:`overwrite_requested` also honours ``overwrite``."""
+    token = _OVERWRITE_REQUESTED.set(overwrite)
+    try:
+        yield
+    finally:
+        _OVERWRITE_REQUESTED.reset(token)
+
+
+def check_output(output: str | os.PathLike, overwrite: bool) -> Path:
+    """Absolute ``output``; raises :class:`OutputDirectoryError` if it is a file, or a non-empty
+    folder that ``overwrite`` does not allow replacing."""
+    output = Path(output).absolute()
+    if output.exists() and not output.is_dir():
+        raise OutputDirectoryError(f"Output path {output} is a file. Fix: choose a folder path for the export.")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise OutputDirectoryError(
+            f"Output folder {output} is not empty. Fix: choose a new folder, delete it, or allow replacing it "
+            f"(overwrite=True in Python, or {OVERWRITE_ENV}=1 for optimum-cli)."
+        )
+    return output
+
+
+@contextmanager
+def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``output``; on success it replaces ``output``.
+
+    Raises :class:`OutputDirectoryError` up front when ``output`` holds files and ``overwrite``
+    is false. On any failure the staging folder is removed and ``output`` is left as it was.
+    """
+    output = check_output(output, overwrite)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        yield staging
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_folder(source: Path, output: Path) -> None:
+    """Copy the complete folder ``source`` to ``output``, replacing what ``output`` held."""
+    with staged_output(output, overwrite=True) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)  # may cross file systems (tmp -> output)

@@ -1,0 +1,59 @@
+"""Patcher: swaps a Qwen3.5 model's forward for the static decoder while it is traced.
+
+optimum-intel's ``export_pytorch`` uses a patcher as a context manager and reads four attributes
+from it: ``orig_forward`` (for argument order), ``patched_forward`` (what gets traced),
+``module_extensions`` and ``conversion_extensions`` (handed to ``openvino.convert_model``).
+Everything is restored on exit, even if tracing fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..modeling import StaticQwen35Decoder
+from ..modeling.delta_rule_cell import conversion_extensions
+
+
+class Qwen35TextPatcher:
+    """Context manager that makes a transformers Qwen3.5 model traceable as a stateful text LLM."""
+
+    def __init__(self, config: Any, model: torch.nn.Module, model_kwargs: dict | None = None):
+        self._model = model
+        self._decoder = StaticQwen35Decoder(model)
+        self._with_past = bool(getattr(config, "use_past_in_inputs", False))
+        self.module_extensions, self.conversion_extensions = conversion_extensions()
+
+        decoder, with_past = self._decoder, self._with_past
+
+        def forward(
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            position_ids: torch.Tensor,
+            cache_params: list[torch.Tensor] | None = None,
+        ) -> dict:
+            states = cache_params if with_past else decoder.empty_state(input_ids.shape[0])
+            outputs = decoder(input_ids, attention_mask, position_ids, states)
+            if not with_past:
+                outputs.pop("present_key_values")
+            return outputs
+
+        self.orig_forward = forward
+        self.patched_forward = forward
+        self._had_instance_forward = False
+        self._saved_forward = None
+
+    def __enter__(self) -> Qwen35TextPatcher:
+        self._had_instance_forward = "forward" in self._model.__dict__
+        self._saved_forward = self._model.__dict__.get("forward")
+        self._model.forward = self.patched_forward
+        self._decoder.attach_cells()
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self._decoder.detach_cells()
+        if self._had_instance_forward:
+            self._model.forward = self._saved_forward
+        else:
+            del self._model.forward

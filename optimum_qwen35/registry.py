@@ -1,0 +1,35 @@
+"""Registration with optimum: export configs in ``TasksManager`` and the export hooks.
+
+Runs on ``import optimum_qwen35`` and from ``optimum-cli`` start-up (via the
+``optimum.commands.register`` namespace), after optimum-intel registered its own configs, so
+ours take precedence for the Qwen3.5 text tasks. Other models and tasks are untouched.
+"""
+
+from __future__ import annotations
+
+#: Model types exported by the text-LLM path: text checkpoints and composite (hub) checkpoints.
+TEXT_MODEL_TYPES = frozenset({"qwen3_5_text", "qwen3_5"})
+
+_registered = False
+
+
+def register() -> None:
+    """Register the Qwen3.5 export configs and hooks. Safe to call any number of times."""
+    global _registered
+    if _registered:
+        return
+    import optimum.exporters.openvino  # noqa: F401  (registers optimum-intel's configs first)
+    from optimum.exporters.tasks import TasksManager
+
+    from . import runtime
+    from .compression import hooks as compression_hooks
+    from .exporters import hooks
+    from .exporters.config import TASKS, Qwen35TextOpenVINOConfig
+
+    register_config = TasksManager.create_register("openvino", overwrite_existing=True)
+    for model_type in sorted(TEXT_MODEL_TYPES):
+        register_config(model_type, *TASKS, library_name="transformers")(Qwen35TextOpenVINOConfig)
+    hooks.install(set(TEXT_MODEL_TYPES))
+    compression_hooks.install(set(TEXT_MODEL_TYPES))
+    runtime.install()
+    _registered = True

@@ -1,0 +1,110 @@
+"""Helpers shared by tests: run an exported IR step by step, HF references, tie-aware comparison."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+from transformers import AutoModelForCausalLM
+
+from optimum_qwen35.evaluation.perplexity import F32_CONFIG
+
+#: Exact-precision CPU settings (the CPU plugin defaults to bf16 on this hardware).
+F32 = F32_CONFIG
+
+
+def compile_ir(export_dir: Path, device: str = "CPU") -> ov.CompiledModel:
+    return ov.Core().compile_model(Path(export_dir) / "openvino_model.xml", device, F32)
+
+
+def runtime_layer_types(compiled: ov.CompiledModel) -> set[str]:
+    return {op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ops()}
+
+
+def run_optimum_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``optimum-cli <args>`` in a fresh interpreter, as a user would (plugin found via its register module)."""
+    return subprocess.run(
+        [sys.executable, "-m", "optimum.commands.optimum_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"} if env is None else env,
+    )
+
+
+def run_chunks(
+    compiled: ov.CompiledModel, ids: np.ndarray, chunks: list[int], request: ov.InferRequest | None = None
+) -> np.ndarray:
+    """Feed ``ids [B, L]`` in ``chunks`` through ``request`` (a new one by default) after a state reset.
+
+    Returns logits ``[B, L, V]``.
+    """
+    request = request or compiled.create_infer_request()
+    request.reset_state()
+    batch = ids.shape[0]
+    position, logits = 0, []
+    for chunk in chunks:
+        step = {
+            "input_ids": ids[:, position : position + chunk],
+            "attention_mask": np.ones((batch, position + chunk), dtype=np.int64),
+            "position_ids": np.tile(np.arange(position, position + chunk), (batch, 1)),
+            "beam_idx": np.arange(batch, dtype=np.int32),
+        }
+        logits.append(request.infer(step)["logits"].copy())
+        position += chunk
+    assert position == ids.shape[1]
+    return np.concatenate(logits, axis=1)
+
+
+def hf_float32(checkpoint: Path) -> torch.nn.Module:
+    """The Hugging Face reference: the text model in float32 (composite checkpoints load their LM)."""
+    return AutoModelForCausalLM.from_pretrained(checkpoint).float().eval()
+
+
+def hf_logits(model: torch.nn.Module, ids: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(ids)).logits.numpy()
+
+
+def relative_max_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+def assert_greedy_matches(hf_model: torch.nn.Module, prompt_ids: list[int], tokens: list[int], tie: float = 0.05):
+    """Tie-aware greedy check: ``tokens`` must be HF's greedy continuation of ``prompt_ids``.
+
+    A token that differs from HF's argmax is accepted only when its HF log-probability is within
+    ``tie`` of the best one (a near tie); the sequences are compared up to that point.
+    """
+    assert tokens, "no tokens generated"
+    context = list(prompt_ids)
+    with torch.no_grad():
+        for position, token in enumerate(tokens):
+            logprobs = torch.log_softmax(hf_model(torch.tensor([context])).logits[0, -1].float(), dim=-1)
+            best = int(logprobs.argmax())
+            if token != best:
+                gap = float(logprobs[best] - logprobs[token])
+                assert gap <= tie, f"token {position}: got {token}, HF greedy {best} (log-prob gap {gap:.3f} > {tie})"
+                return
+            context.append(token)
+
+
+def weight_precisions(export_dir: Path) -> dict[str, tuple[str, list[int]]]:
+    """``{op name: (weight constant dtype, shape)}`` for every MatMul/Gather/GroupConvolution whose
+    weight input is a constant (seen through Convert/Subtract/Multiply/Reshape decompression)."""
+    model = ov.Core().read_model(Path(export_dir) / "openvino_model.xml")
+    result = {}
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in ("MatMul", "Gather", "GroupConvolution"):
+            continue
+        node = op.input_value(0 if kind == "Gather" else 1).get_node()
+        while node.get_type_name() in ("Convert", "Subtract", "Multiply", "Reshape"):
+            node = node.input_value(0).get_node()
+        if node.get_type_name() == "Constant" and len(node.get_output_shape(0)) >= 2:
+            result[op.get_friendly_name()] = (node.get_output_element_type(0).get_type_name(), list(node.shape))
+    return result

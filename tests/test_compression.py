@@ -1,0 +1,191 @@
+"""Weight compression: the Qwen3.5 policy through optimum-cli and Python, flags, presets, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from ov_helpers import compile_ir, run_chunks, run_optimum_cli, weight_precisions
+from tiny_models import TEXT_CONFIG
+
+import optimum_qwen35
+from optimum_qwen35.compression.calibration import calibration_texts
+from optimum_qwen35.errors import CalibrationDataError, CompressionConfigError
+
+
+def _kinds(precisions: dict) -> dict[str, set[str]]:
+    """Weight dtypes grouped by role: linear_attn projections, mlp.down_proj, other projections,
+    embedding, conv."""
+    groups: dict[str, set[str]] = {k: set() for k in ("linear_attn", "down_proj", "projections", "embedding", "conv")}
+    for name, (dtype, _) in precisions.items():
+        if ".linear_attn." in name:
+            groups["linear_attn"].add(dtype)
+        elif ".mlp.down_proj/" in name:
+            groups["down_proj"].add(dtype)
+        elif "embed_tokens" in name:
+            groups["embedding"].add(dtype)
+        elif "GroupConvolution" in name:
+            groups["conv"].add(dtype)
+        elif "_proj" in name:
+            groups["projections"].add(dtype)
+    return groups
+
+
+def _assert_runs(export_dir, vocab: int) -> None:
+    logits = run_chunks(compile_ir(export_dir), np.arange(1, 9)[None], [5, 1, 1, 1])
+    assert logits.shape == (1, 8, vocab) and np.isfinite(logits).all()
+
+
+@pytest.fixture(scope="module")
+def cli_int4(text_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int4") / "out"
+    result = run_optimum_cli("export", "openvino", "--model", str(text_checkpoint), "--weight-format", "int4", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_cli_int4_applies_the_qwen35_policy(cli_int4):
+    groups = _kinds(weight_precisions(cli_int4))
+    assert groups["linear_attn"] == {"u8"}, "Gated DeltaNet projections must be INT8 under the default policy"
+    assert groups["down_proj"] == {"u8"}
+    assert groups["projections"] == {"u4"}
+    assert groups["embedding"] == {"u8"}
+    assert groups["conv"] == {"f32"}, "the depthwise conv1d must stay uncompressed"
+    for name, (dtype, shape) in weight_precisions(cli_int4).items():
+        if dtype == "u4":  # the policy's largest group size dividing hidden_size 64 and o_proj's 128
+            assert shape[-1] == 64, f"{name}: INT4 group size should be 64, got weight shape {shape}"
+        if dtype in ("u4", "u8"):  # only real projection / embedding weights reach NNCF
+            assert name.startswith("__module.model.") or "lm_head" in name or name.startswith("aten::to"), name
+    _assert_runs(cli_int4, TEXT_CONFIG["vocab_size"])
+
+
+def test_cli_int8_on_a_composite_checkpoint(composite_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = run_optimum_cli(
+        "export", "openvino", "--model", str(composite_checkpoint), "--weight-format", "int8", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    groups = _kinds(weight_precisions(out))
+    assert groups["linear_attn"] == groups["down_proj"] == groups["projections"] == groups["embedding"] == {"u8"}
+    _assert_runs(out, TEXT_CONFIG["vocab_size"])
+
+
+def test_flags_override_the_policy(text_checkpoint, tmp_path):
+    out = optimum_qwen35.export(
+        text_checkpoint, tmp_path / "a", weight_format="int4", sym=True, group_size=32, convert_tokenizer=False
+    )
+    precisions = weight_precisions(out)
+    groups = _kinds(precisions)
+    assert groups["projections"] == {"i4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}
+    assert all(shape[-1] == 32 for dtype, shape in precisions.values() if dtype == "i4")
+
+    out = optimum_qwen35.export(
+        text_checkpoint, tmp_path / "b", weight_format="int4", all_layers=True, convert_tokenizer=False
+    )
+    groups = _kinds(weight_precisions(out))
+    assert groups["linear_attn"] == groups["down_proj"] == {"u4"}, "--all-layers puts every projection in INT4"
+
+
+def test_npu_preset_is_channelwise_symmetric_without_rank3_splits(text_checkpoint, tmp_path):
+    out = optimum_qwen35.export(
+        text_checkpoint, tmp_path / "npu", weight_format="int4", sym=True, group_size=-1, convert_tokenizer=False
+    )
+    precisions = weight_precisions(out)
+    channelwise = [shape for dtype, shape in precisions.values() if dtype == "i4"]
+    assert channelwise and all(len(shape) == 2 for shape in channelwise), "group_size -1 means one scale per row"
+    assert _kinds(precisions)["linear_attn"] == {"u8"}
+    runtime = compile_ir(out).get_runtime_model()
+    splits = [op for op in runtime.get_ops() if op.get_rt_info()["layerType"].astype(str) == "VariadicSplit"]
+    assert all(op.get_input_partial_shape(0).rank.get_length() != 3 for op in splits)
+    _assert_runs(out, TEXT_CONFIG["vocab_size"])
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"group_size": 48}, CompressionConfigError, r"--group-size 48 does not divide.*\(64\).*Fix: use a group size"),
+        ({"ratio": 1.5}, CompressionConfigError, r"--ratio 1.5 is outside \[0, 1\]"),
+        ({"scale_estimation": True}, CompressionConfigError, r"--scale-estimation needs calibration data.*--dataset"),
+        ({"gptq": True}, CompressionConfigError, r"--gptq needs calibration data"),
+        ({"dataset": "/no/such/calibration.txt", "awq": True}, CalibrationDataError, "does not exist"),
+    ],
+)
+def test_bad_compression_options_fail_before_any_output(text_checkpoint, tmp_path, options, error, message):
+    with pytest.raises(error, match=message):
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="int4", **options)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_dataset_file_and_missing_tokenizer_are_refused(text_checkpoint, reference_checkpoint, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    with pytest.raises(CalibrationDataError, match="holds no text"):
+        optimum_qwen35.export(
+            reference_checkpoint, tmp_path / "out", weight_format="int4", dataset=str(empty), awq=True
+        )
+    with pytest.raises(CalibrationDataError, match="has no tokenizer files"):
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="int4", dataset="builtin", awq=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
+
+
+def test_cli_reports_bad_options_and_writes_nothing(text_checkpoint, tmp_path):
+    result = run_optimum_cli(
+        "export", "openvino", "--model", str(text_checkpoint), "--weight-format", "int4", "--group-size", "48",
+        str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode != 0 and "--group-size 48 does not divide" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_int4_refuses_non_empty_output_then_replaces_it(text_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    args = ("export", "openvino", "--model", str(text_checkpoint), "--weight-format", "int4", str(out))
+    refused = run_optimum_cli(*args)
+    assert refused.returncode != 0 and "is not empty" in refused.stderr
+    assert [p.name for p in out.iterdir()] == ["stale.txt"]
+    replaced = run_optimum_cli(*args, env={**os.environ, "OPTIMUM_QWEN35_OVERWRITE": "1"})
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert (out / "openvino_model.xml").is_file() and not (out / "stale.txt").exists()
+
+
+def test_data_aware_compression_from_a_text_file(reference_checkpoint, tmp_path):
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("".join(f"def f{i}(x):\n    return x * {i} + len(str(x))\n\n" for i in range(400)))
+    out = optimum_qwen35.export(
+        reference_checkpoint,
+        tmp_path / "out",
+        weight_format="int4",
+        dataset=str(calibration),
+        awq=True,
+        scale_estimation=True,
+        num_samples=8,
+        convert_tokenizer=False,
+    )
+    groups = _kinds(weight_precisions(out))
+    assert groups["projections"] == {"u4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}
+    config = json.loads((out / "config.json").read_text())
+    _assert_runs(out, config.get("text_config", config)["vocab_size"])
+
+
+def test_calibration_texts_are_spread_over_the_file(tmp_path):
+    source = tmp_path / "calibration.txt"
+    source.write_text("".join(f"line {i:05d} " + "x" * 90 + "\n" for i in range(5000)))
+    samples = calibration_texts(source, num_samples=10)
+    assert len(samples) == 10 and all(1000 <= len(s) <= 1200 for s in samples)
+    firsts = [int(s.split()[1]) for s in samples]
+    assert firsts[0] == 0 and firsts[-1] > 4000 and firsts == sorted(firsts)
+    builtin = calibration_texts("builtin", num_samples=20)
+    assert len(builtin) == 20 and len(set(builtin)) == 20
+
+
+def test_from_pretrained_bits4_gets_the_policy(text_checkpoint, tmp_path):
+    from optimum.intel import OVModelForCausalLM
+
+    model = OVModelForCausalLM.from_pretrained(text_checkpoint, export=True, quantization_config={"bits": 4})
+    model.save_pretrained(tmp_path / "out")
+    groups = _kinds(weight_precisions(tmp_path / "out"))
+    assert groups["projections"] == {"u4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}

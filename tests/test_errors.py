@@ -1,0 +1,106 @@
+"""Bad input gets one clear error naming the fix, and never leaves a partial output folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from ov_helpers import run_optimum_cli
+
+import optimum_qwen35
+from optimum_qwen35 import (
+    CheckpointError,
+    NotQwen35Error,
+    OutputDirectoryError,
+    UnsupportedEnvironmentError,
+)
+from optimum_qwen35 import versions as versions_module
+
+
+def _leftovers(folder):
+    return [p.name for p in folder.iterdir() if ".partial-" in p.name]
+
+
+@pytest.fixture
+def broken_copy(text_checkpoint, tmp_path):
+    copy = tmp_path / "broken"
+    shutil.copytree(text_checkpoint, copy)
+    return copy
+
+
+def test_non_qwen_checkpoint_is_refused(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = tmp_path / "llama"
+    LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, vocab_size=64)).save_pretrained(llama)  # fmt: skip
+    with pytest.raises(NotQwen35Error, match="'llama' checkpoint, not Qwen3.5.*Fix"):
+        optimum_qwen35.export(llama, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_weights_are_reported(broken_copy, tmp_path):
+    weights = broken_copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match="truncated.*Fix: re-download"):
+        optimum_qwen35.export(broken_copy, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_weights_are_reported(broken_copy, tmp_path):
+    (broken_copy / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no model.safetensors.*Fix"):
+        optimum_qwen35.export(broken_copy, tmp_path / "out")
+
+
+def test_missing_shard_is_reported(broken_copy, tmp_path):
+    index = {"metadata": {}, "weight_map": {"model.embed_tokens.weight": "model-00002-of-00002.safetensors"}}
+    (broken_copy / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="missing weight shard.*model-00002-of-00002"):
+        optimum_qwen35.export(broken_copy, tmp_path / "out")
+
+
+def test_unsupported_transformers_version_names_the_fix(text_checkpoint, tmp_path, monkeypatch):
+    real_version = versions_module.version
+    monkeypatch.setattr(
+        versions_module, "version", lambda name: "4.57.0" if name == "transformers" else real_version(name)
+    )
+    with pytest.raises(UnsupportedEnvironmentError, match=r"transformers 4.57.0 is not supported.*pip install"):
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out")
+
+
+def test_non_empty_output_needs_overwrite(text_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    with pytest.raises(OutputDirectoryError, match="not empty.*overwrite=True"):
+        optimum_qwen35.export(text_checkpoint, out)
+    assert (out / "keep.txt").read_text() == "user data"
+
+    optimum_qwen35.export(text_checkpoint, out, overwrite=True, convert_tokenizer=False)
+    assert (out / "openvino_model.xml").is_file() and not (out / "keep.txt").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_export_leaves_nothing(broken_copy, tmp_path):
+    # Weights whole but inconsistent with the config: fails while loading, after staging began.
+    config = json.loads((broken_copy / "config.json").read_text())
+    config["hidden_size"] = 2 * config["hidden_size"]
+    (broken_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception):  # noqa: B017  (transformers' own size-mismatch error)
+        optimum_qwen35.export(broken_copy, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_refuses_non_empty_output(text_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.xml").write_text("x")
+    env = {key: value for key, value in os.environ.items() if key != "OPTIMUM_QWEN35_OVERWRITE"}
+    result = run_optimum_cli("export", "openvino", "--model", str(text_checkpoint), str(out), env=env)
+    assert result.returncode != 0
+    assert "OPTIMUM_QWEN35_OVERWRITE=1" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["old.xml"]

@@ -1,0 +1,51 @@
+"""Registration: takes precedence for Qwen3.5 text tasks, is idempotent, leaves other models alone."""
+
+from __future__ import annotations
+
+import optimum.exporters.openvino.__main__ as ov_main
+import optimum.exporters.openvino.convert as ov_convert
+from optimum.exporters.tasks import TasksManager
+
+import optimum_qwen35
+from optimum_qwen35.exporters.config import Qwen35TextOpenVINOConfig
+
+
+def _config_class(model_type: str, task: str):
+    constructor = TasksManager.get_exporter_config_constructor(
+        "openvino", model_type=model_type, task=task, library_name="transformers"
+    )
+    return constructor.func if hasattr(constructor, "func") else constructor
+
+
+def test_qwen35_text_tasks_use_the_plugin():
+    for model_type in ("qwen3_5_text", "qwen3_5"):
+        for task in ("text-generation", "text-generation-with-past"):
+            assert _config_class(model_type, task) is Qwen35TextOpenVINOConfig
+
+
+def test_other_entries_untouched():
+    assert _config_class("qwen3_5", "image-text-to-text") is not Qwen35TextOpenVINOConfig
+    assert _config_class("llama", "text-generation-with-past") is not Qwen35TextOpenVINOConfig
+
+
+def test_register_is_idempotent():
+    hooks = (ov_main.infer_task, ov_main.main_export, ov_convert.patch_stateful)
+    optimum_qwen35.register()
+    optimum_qwen35.registry._registered = False  # force a second full pass
+    optimum_qwen35.register()
+    assert (ov_main.infer_task, ov_main.main_export, ov_convert.patch_stateful) == hooks
+    assert _config_class("qwen3_5_text", "text-generation-with-past") is Qwen35TextOpenVINOConfig
+
+
+def test_task_inference(composite_checkpoint, tmp_path):
+    assert ov_main.infer_task("auto", str(composite_checkpoint)) == "text-generation-with-past"
+    # An explicit task is kept.
+    assert ov_main.infer_task("image-text-to-text", str(composite_checkpoint)) == "image-text-to-text"
+
+
+def test_composite_export_loads_only_the_language_model(composite_checkpoint):
+    # This is the call main_export makes for the inferred task: the vision tower is never loaded.
+    model = TasksManager.get_model_from_task("text-generation-with-past", str(composite_checkpoint))
+    names = [name for name, _ in model.named_parameters()]
+    assert names and not any("visual" in name for name in names)
+    assert model.config.model_type == "qwen3_5_text"
