@@ -7,8 +7,8 @@ ours take precedence for the Qwen3.5 text tasks. Other models and tasks are unto
 
 from __future__ import annotations
 
-#: Model types exported by the text-LLM path: text checkpoints and composite (hub) checkpoints.
-TEXT_MODEL_TYPES = frozenset({"qwen3_5_text", "qwen3_5"})
+#: Model types exported by the text-LLM path: text and composite (hub) checkpoints, dense and MoE.
+TEXT_MODEL_TYPES = frozenset({"qwen3_5_text", "qwen3_5", "qwen3_5_moe_text", "qwen3_5_moe"})
 
 _registered = False
 

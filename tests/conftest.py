@@ -10,13 +10,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import make_composite_checkpoint, make_text_checkpoint  # noqa: E402
+from tiny_models import (  # noqa: E402
+    make_composite_checkpoint,
+    make_moe_composite_checkpoint,
+    make_moe_text_checkpoint,
+    make_text_checkpoint,
+)
 
 import optimum_qwen35  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_REFERENCE = REPO / "demo" / "qwen35-code-vl"
-SHARED_REFERENCE = REPO.parent / "shared" / "reference-models" / "qwen35-code-vl"
+SHARED_MODELS = REPO.parent / "shared" / "reference-models"
+SHARED_REFERENCE = SHARED_MODELS / "qwen35-code-vl"
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +33,16 @@ def text_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def composite_checkpoint(tmp_path_factory) -> Path:
     return make_composite_checkpoint(tmp_path_factory.mktemp("ckpt") / "composite", seed=2)
+
+
+@pytest.fixture(scope="session")
+def moe_text_checkpoint(tmp_path_factory) -> Path:
+    return make_moe_text_checkpoint(tmp_path_factory.mktemp("ckpt") / "moe_text", seed=3)
+
+
+@pytest.fixture(scope="session")
+def moe_composite_checkpoint(tmp_path_factory) -> Path:
+    return make_moe_composite_checkpoint(tmp_path_factory.mktemp("ckpt") / "moe_composite", seed=4)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +63,15 @@ def reference_checkpoint() -> Path:
     path = SHARED_REFERENCE if SHARED_REFERENCE.is_dir() else BUNDLED_REFERENCE
     if not path.is_dir():
         pytest.skip("no trained reference checkpoint available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def moe_reference_checkpoint() -> Path:
+    """The trained MoE reference model from ../shared (not bundled: tests skip without it)."""
+    path = SHARED_MODELS / "qwen35-code-moe"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found (the trained MoE reference lives in ../shared)")
     return path
 
 

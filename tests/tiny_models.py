@@ -8,7 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import Qwen3_5Config, Qwen3_5ForCausalLM, Qwen3_5ForConditionalGeneration, Qwen3_5TextConfig
+from transformers import (
+    Qwen3_5Config,
+    Qwen3_5ForCausalLM,
+    Qwen3_5ForConditionalGeneration,
+    Qwen3_5MoeConfig,
+    Qwen3_5MoeForCausalLM,
+    Qwen3_5MoeForConditionalGeneration,
+    Qwen3_5MoeTextConfig,
+    Qwen3_5TextConfig,
+)
 
 TEXT_CONFIG = dict(
     vocab_size=512,
@@ -30,6 +39,15 @@ TEXT_CONFIG = dict(
     pad_token_id=0,
     eos_token_id=1,
     bos_token_id=None,
+)
+
+#: The dense text config with a sparse MoE block in every layer: 6 experts, top-2, shared expert.
+MOE_TEXT_CONFIG = dict(
+    {k: v for k, v in TEXT_CONFIG.items() if k != "intermediate_size"},
+    num_experts=6,
+    num_experts_per_tok=2,
+    moe_intermediate_size=48,
+    shared_expert_intermediate_size=96,
 )
 
 VISION_CONFIG = dict(
@@ -75,5 +93,22 @@ def make_composite_checkpoint(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = Qwen3_5Config(text_config=TEXT_CONFIG, vision_config=VISION_CONFIG)
     model = _decisive(Qwen3_5ForConditionalGeneration(config), seed)
+    model.to(torch.bfloat16).save_pretrained(path)
+    return path
+
+
+def make_moe_text_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Save a random ``Qwen3_5MoeForCausalLM`` (``qwen3_5_moe_text``) in bf16 under ``path``."""
+    torch.manual_seed(seed)
+    model = _decisive(Qwen3_5MoeForCausalLM(Qwen3_5MoeTextConfig(**MOE_TEXT_CONFIG)), seed)
+    model.to(torch.bfloat16).save_pretrained(path)
+    return path
+
+
+def make_moe_composite_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Save a random ``Qwen3_5MoeForConditionalGeneration`` (``qwen3_5_moe``) in bf16 under ``path``."""
+    torch.manual_seed(seed)
+    config = Qwen3_5MoeConfig(text_config=MOE_TEXT_CONFIG, vision_config=VISION_CONFIG)
+    model = _decisive(Qwen3_5MoeForConditionalGeneration(config), seed)
     model.to(torch.bfloat16).save_pretrained(path)
     return path

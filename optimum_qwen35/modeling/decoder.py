@@ -15,6 +15,7 @@ from .attention import attention_mask_4d, full_attention
 from .delta_rule_cell import GatedDeltaRuleCell
 from .gated_delta_net import gated_delta_net
 from .rotary import rotary_cos_sin
+from .sparse_moe import is_sparse_moe, restore_experts, vectorize_experts
 from .state_layout import StateLayout
 
 LINEAR = "linear_attention"
@@ -61,14 +62,23 @@ class StaticQwen35Decoder:
         self.rotary_scaling = float(getattr(rotary, "attention_scaling", 1.0))
 
     def attach_cells(self) -> None:
-        """Give every Gated DeltaNet module a recurrence cell (OpenVINO replaces it by a Loop)."""
+        """Prepare the modules for tracing: every Gated DeltaNet module gets a recurrence cell
+        (OpenVINO replaces it by a Loop) and every sparse MoE block vectorised experts."""
         for layer in self._layers(LINEAR):
             setattr(layer.linear_attn, CELL_ATTRIBUTE, GatedDeltaRuleCell())
+        for mlp in self._sparse_moe_blocks():
+            vectorize_experts(mlp)
 
     def detach_cells(self) -> None:
+        """Undo :meth:`attach_cells`."""
         for layer in self._layers(LINEAR):
             if hasattr(layer.linear_attn, CELL_ATTRIBUTE):
                 delattr(layer.linear_attn, CELL_ATTRIBUTE)
+        for mlp in self._sparse_moe_blocks():
+            restore_experts(mlp)
+
+    def _sparse_moe_blocks(self) -> list[torch.nn.Module]:
+        return [layer.mlp for layer in self.parts.text_model.layers if is_sparse_moe(layer.mlp)]
 
     def empty_state(self, batch: int) -> list[torch.Tensor]:
         """Zero conv/recurrent states and empty key/value caches for a fresh sequence."""

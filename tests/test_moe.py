@@ -1,0 +1,110 @@
+"""Qwen3.5-MoE: exact export through every entry point, with OpenVINO's fused expert MatMuls."""
+
+from __future__ import annotations
+
+import numpy as np
+import openvino as ov
+import openvino_genai
+import pytest
+import torch
+from optimum.exporters.openvino import main_export
+from optimum.intel import OVModelForCausalLM
+from ov_helpers import (
+    F32,
+    assert_greedy_matches,
+    compile_ir,
+    hf_float32,
+    hf_logits,
+    relative_max_error,
+    run_chunks,
+    run_optimum_cli,
+)
+from tiny_models import MOE_TEXT_CONFIG
+from transformers import AutoTokenizer
+
+import optimum_qwen35
+from optimum_qwen35.runtime import OVQwen35ForCausalLM
+
+# A 32-token prefill, 5 decode steps, then a 6-token chunk (chat turn 2).
+CHUNKS = [32, 1, 1, 1, 1, 1, 6]
+
+
+@pytest.fixture(scope="module")
+def moe_cli_export(moe_composite_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("moe") / "cli"
+    # A plain optimum-cli run on a composite MoE checkpoint, no --task: a text LLM comes out.
+    result = run_optimum_cli("export", "openvino", "--model", str(moe_composite_checkpoint), str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def _assert_parity(checkpoint, export_dir, seed: int) -> np.ndarray:
+    hf = hf_float32(checkpoint)
+    ids = np.random.default_rng(seed).integers(0, hf.config.vocab_size, (2, sum(CHUNKS)))
+    expected = hf_logits(hf, ids)  # one uncached forward: the truth for chunked feeding
+    compiled = compile_ir(export_dir)
+    assert relative_max_error(run_chunks(compiled, ids, CHUNKS), expected) <= 1e-4
+    assert relative_max_error(run_chunks(compiled, ids, [ids.shape[1]]), expected) <= 1e-4
+    assert np.abs(expected).max() > 1.0  # decisive logits
+    return expected
+
+
+def test_text_moe_main_export_matches_hf(moe_text_checkpoint, tmp_path):
+    main_export(str(moe_text_checkpoint), tmp_path / "ov", convert_tokenizer=False)
+    _assert_parity(moe_text_checkpoint, tmp_path / "ov", seed=0)
+
+
+def test_composite_moe_cli_export_matches_hf(moe_composite_checkpoint, moe_cli_export):
+    model = ov.Core().read_model(moe_cli_export / "openvino_model.xml")
+    assert {port.get_any_name() for port in model.inputs} == {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+    _assert_parity(moe_composite_checkpoint, moe_cli_export, seed=1)
+
+
+def test_cpu_fuses_experts_into_gather_matmul(moe_cli_export):
+    runtime = compile_ir(moe_cli_export).get_runtime_model()
+    kinds = [op.get_rt_info()["layerType"].astype(str) for op in runtime.get_ops()]
+    # gate, up and down of every MoE layer run as GatherMatmul: only routed experts are computed.
+    assert kinds.count("GatherMatmul") == 3 * MOE_TEXT_CONFIG["num_hidden_layers"]
+    assert "Tile" not in kinds, "the dense all-experts form was not fused"
+    assert "GatedDeltaNet" in kinds
+
+
+def test_export_restores_the_transformers_experts(moe_text_checkpoint):
+    from transformers import AutoModelForCausalLM
+
+    from optimum_qwen35.exporters.patcher import Qwen35TextPatcher
+
+    model = AutoModelForCausalLM.from_pretrained(moe_text_checkpoint).float()
+    experts = model.model.layers[0].mlp.experts
+    with Qwen35TextPatcher(None, model):
+        assert "forward" in experts.__dict__
+    assert "forward" not in experts.__dict__
+
+
+def test_from_pretrained_export_and_beam_search_match_hf(moe_text_checkpoint):
+    model = OVModelForCausalLM.from_pretrained(moe_text_checkpoint, export=True, ov_config=F32)
+    assert isinstance(model, OVQwen35ForCausalLM)
+    hf = hf_float32(moe_text_checkpoint)
+    prompt = torch.tensor([[5, 17, 99, 3, 250, 42, 7, 300]])
+    for kwargs in ({"num_beams": 1}, {"num_beams": 3, "num_return_sequences": 2}):
+        kwargs.update(attention_mask=torch.ones_like(prompt), max_new_tokens=10, do_sample=False)
+        assert model.generate(prompt, **kwargs).tolist() == hf.generate(prompt, **kwargs).tolist()
+
+
+def test_trained_moe_reference_with_llm_pipeline(moe_reference_checkpoint, tmp_path):
+    out = optimum_qwen35.export(moe_reference_checkpoint, tmp_path / "ov")
+    hf = _assert_parity(moe_reference_checkpoint, out, seed=2)
+    assert hf.shape[-1] == 4096
+    tokenizer = AutoTokenizer.from_pretrained(moe_reference_checkpoint)
+    hf_model = hf_float32(moe_reference_checkpoint)
+    pipe = openvino_genai.LLMPipeline(str(out), "CPU", **F32)
+    config = openvino_genai.GenerationConfig(max_new_tokens=32, do_sample=False)
+    config.apply_chat_template = False
+    config.ignore_eos = True
+    prompt_ids = tokenizer("def parse_args(argv):\n    ").input_ids
+    inputs = openvino_genai.TokenizedInputs(
+        ov.Tensor(np.array([prompt_ids], dtype=np.int64)), ov.Tensor(np.ones((1, len(prompt_ids)), np.int64))
+    )
+    tokens = list(pipe.generate(inputs, config).tokens[0])
+    assert len(tokens) == 32
+    assert_greedy_matches(hf_model, prompt_ids, tokens)
