@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
-from ov_helpers import compile_ir, run_chunks, run_optimum_cli, weight_precisions
-from tiny_models import TEXT_CONFIG
+from ov_helpers import compile_ir, run_chunks, run_optimum_cli, runtime_layer_types, weight_precisions
+from tiny_models import MOE_TEXT_CONFIG, TEXT_CONFIG
 
 import optimum_qwen35
 from optimum_qwen35.compression.calibration import calibration_texts
@@ -16,13 +17,13 @@ from optimum_qwen35.errors import CalibrationDataError, CompressionConfigError
 
 
 def _kinds(precisions: dict) -> dict[str, set[str]]:
-    """Weight dtypes grouped by role: linear_attn projections, mlp.down_proj, other projections,
-    embedding, conv."""
+    """Weight dtypes grouped by role: linear_attn projections, mlp.down_proj (dense, or an MoE
+    model's shared expert), other projections, embedding, conv."""
     groups: dict[str, set[str]] = {k: set() for k in ("linear_attn", "down_proj", "projections", "embedding", "conv")}
     for name, (dtype, _) in precisions.items():
         if ".linear_attn." in name:
             groups["linear_attn"].add(dtype)
-        elif ".mlp.down_proj/" in name:
+        elif re.search(r"\.mlp\.(shared_expert\.)?down_proj/", name):
             groups["down_proj"].add(dtype)
         elif "embed_tokens" in name:
             groups["embedding"].add(dtype)
@@ -59,6 +60,30 @@ def test_cli_int4_applies_the_qwen35_policy(cli_int4):
         if dtype in ("u4", "u8"):  # only real projection / embedding weights reach NNCF
             assert name.startswith("__module.model.") or "lm_head" in name or name.startswith("aten::to"), name
     _assert_runs(cli_int4, TEXT_CONFIG["vocab_size"])
+
+
+def test_cli_int4_on_a_composite_moe_checkpoint(moe_composite_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = run_optimum_cli(
+        "export", "openvino", "--model", str(moe_composite_checkpoint), "--weight-format", "int4", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    precisions = weight_precisions(out)
+    groups = _kinds(precisions)
+    assert groups["linear_attn"] == {"u8"}
+    assert groups["down_proj"] == {"u8"}, "the shared expert's down_proj is INT8 like a dense model's"
+    router = re.compile(r"\.mlp\.(gate|shared_expert_gate)/")
+    routers = {dtype for name, (dtype, _) in precisions.items() if router.search(name)}
+    assert routers == {"u8"}, "router weights must not be INT4"
+    experts = [(dtype, shape) for name, (dtype, shape) in precisions.items() if ".mlp.experts/" in name]
+    assert len(experts) == 3 * MOE_TEXT_CONFIG["num_hidden_layers"]
+    # INT4 group-wise on the 3-D expert weights [experts, out, groups, group size]; group size 16
+    # is the largest of the policy's sizes dividing moe_intermediate_size 48.
+    assert {dtype for dtype, _ in experts} == {"u4"}
+    experts_count = MOE_TEXT_CONFIG["num_experts"]
+    assert all(len(shape) == 4 and shape[0] == experts_count and shape[-1] == 16 for _, shape in experts)
+    assert "GatherMatmul" in runtime_layer_types(compile_ir(out)), "compressed experts must stay fused"
+    _assert_runs(out, MOE_TEXT_CONFIG["vocab_size"])
 
 
 def test_cli_int8_on_a_composite_checkpoint(composite_checkpoint, tmp_path):

@@ -8,11 +8,12 @@ Chosen by measurement on the trained reference checkpoint with ``optimum-qwen35 
   garbage (openvino.genai#4467, nncf#4217). They are compressed to INT8 (asymmetric,
   per-channel) instead.
 * ``mlp.down_proj`` is the next most sensitive (as llama.cpp's Q4_K_M also finds, which keeps
-  ``ffn_down`` at 6 bits): INT8 as well.
+  ``ffn_down`` at 6 bits): INT8 as well; in MoE models the shared expert's ``down_proj`` and the
+  routers (``mlp.gate``, ``mlp.shared_expert_gate``) are INT8, the routed experts INT4.
 * Both INT8 groups are compressed by a second NNCF pass, see :mod:`.mixed_precision`.
 * Embeddings and ``lm_head`` get NNCF's backup precision (INT8 asymmetric) — NNCF's own rule for
   the first and last layer when ``--all-layers`` is not given.
-* Everything else (attention q/k/v/o, MLP gate/up) is INT4 asymmetric with the largest group
+* Everything else (attention q/k/v/o, MLP gate/up, routed experts) is INT4 asymmetric with the largest group
   size in :data:`INT4_GROUP_SIZES` that divides every INT4 weight's input channels (128 on every
   public Qwen3.5 shape).
 * Never compressed: the depthwise conv1d (an op type NNCF would otherwise give INT8), ``A_log``,
@@ -38,11 +39,26 @@ LINEAR_ATTENTION_PROJECTIONS = r".*\.linear_attn\.(?:in_proj_qkv|in_proj_z|in_pr
 #: otherwise give it INT8 backup precision; it is tiny and feeds the recurrence directly).
 NEVER_COMPRESSED_TYPES = ("GroupConvolution",)
 
-#: MLP output projections of dense models (``__module.model.layers.<i>.mlp.down_proj/...``).
-MLP_DOWN_PROJECTIONS = r".*\.mlp\.down_proj/.*"
+#: MLP output projections: a dense model's ``mlp.down_proj``, or an MoE model's shared expert
+#: ``mlp.shared_expert.down_proj`` (the routed experts' down projections stay INT4, see
+#: docs/compression.md).
+MLP_DOWN_PROJECTIONS = r".*\.mlp\.(?:shared_expert\.)?down_proj/.*"
 
-#: Weights the policy compresses to INT8 instead of INT4, in the order of the list above.
-INT8_PATTERNS = (LINEAR_ATTENTION_PROJECTIONS, MLP_DOWN_PROJECTIONS)
+#: MoE routers: the router ``mlp.gate`` and the shared expert's sigmoid gate. Tiny, and a
+#: routing decision flipped by INT4 noise changes which experts run at all.
+MOE_ROUTERS = r".*\.mlp\.(?:gate|shared_expert_gate)/.*"
+
+#: Every pattern the policy may put in INT8 (the second pass recognises them by this list).
+INT8_PATTERNS = (LINEAR_ATTENTION_PROJECTIONS, MLP_DOWN_PROJECTIONS, MOE_ROUTERS)
+
+
+def int8_patterns_for(text_config: dict[str, Any]) -> list[str]:
+    """The INT8 patterns that apply to this model (NNCF refuses ignored-scope patterns that match nothing)."""
+    patterns = [LINEAR_ATTENTION_PROJECTIONS, MLP_DOWN_PROJECTIONS]
+    if text_config.get("num_experts"):
+        patterns.append(MOE_ROUTERS)
+    return patterns
+
 
 #: Preferred INT4 group sizes, best first (see docs/compression.md for the measurement).
 INT4_GROUP_SIZES = (128, 64, 32, 16)
@@ -60,7 +76,7 @@ def default_int4_config(text_config: dict[str, Any]) -> dict[str, Any]:
         "group_size": policy_group_size(text_config, all_layers=False),
         "ratio": 1.0,
         "all_layers": None,
-        "ignored_scope": {"patterns": list(INT8_PATTERNS), "types": list(NEVER_COMPRESSED_TYPES)},
+        "ignored_scope": {"patterns": int8_patterns_for(text_config), "types": list(NEVER_COMPRESSED_TYPES)},
     }
 
 
@@ -86,6 +102,7 @@ def _int4_channels(text_config: dict[str, Any], all_layers: bool) -> dict[str, i
     if not all_layers:  # INT8 (per-channel) under the policy: no group size applies
         channels.pop("linear_attn.out_proj", None)
         channels.pop("mlp.down_proj", None)
+        channels.pop("shared_expert.down_proj", None)
     return channels
 
 
@@ -150,7 +167,7 @@ def resolve_weight_config(config: dict[str, Any], text_config: dict[str, Any], u
     scope = dict(config.get("ignored_scope") or {})
     scope["types"] = [*scope.get("types", []), *NEVER_COMPRESSED_TYPES]
     if not all_layers:
-        scope["patterns"] = [*scope.get("patterns", []), *INT8_PATTERNS]
+        scope["patterns"] = [*scope.get("patterns", []), *int8_patterns_for(text_config)]
     config["ignored_scope"] = scope
     return config
 
