@@ -7,6 +7,8 @@ in milliseconds with a message that says what to do, instead of deep inside load
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from pathlib import Path
 
@@ -41,8 +43,8 @@ def load_config(path: Path) -> dict:
         raise CheckpointError(f"{config_file} is not valid JSON ({error}). Fix: re-download the checkpoint.") from None
 
 
-def _safetensors_tensor_names(file: Path) -> set[str]:
-    """Tensor names in a safetensors file, after checking that the data it declares is present."""
+def _safetensors_shapes(file: Path) -> dict[str, list[int]]:
+    """``{tensor name: shape}`` of a safetensors file, after checking that the data it declares is present."""
     size = file.stat().st_size
     with file.open("rb") as handle:
         raw = handle.read(8)
@@ -59,11 +61,14 @@ def _safetensors_tensor_names(file: Path) -> set[str]:
             f"{file} is truncated: it declares {8 + header_len + data_end} bytes but has {size}. "
             "Fix: re-download the checkpoint."
         )
-    return set(header)
+    return {name: entry["shape"] for name, entry in header.items()}
 
 
-def validate_weights(path: Path) -> None:
-    """Raise :class:`CheckpointError` if weight shards are missing, truncated or disagree with the index."""
+def validate_weights(path: Path) -> dict[str, list[int]]:
+    """Raise :class:`CheckpointError` if weight shards are missing, truncated or disagree with the index.
+
+    Returns ``{tensor name: shape}`` over all shards.
+    """
     index_file = path / INDEX_FILE
     if index_file.is_file():
         weight_map: dict[str, str] = json.loads(index_file.read_text())["weight_map"]
@@ -73,17 +78,18 @@ def validate_weights(path: Path) -> None:
                 f"{path} is missing weight shard(s) {', '.join(missing)} listed in {INDEX_FILE}. "
                 "Fix: download the complete checkpoint."
             )
-        present: set[str] = set()
+        shapes: dict[str, list[int]] = {}
         for shard in sorted(set(weight_map.values())):
-            present |= _safetensors_tensor_names(path / shard)
-        absent = sorted(set(weight_map) - present)
+            shapes |= _safetensors_shapes(path / shard)
+        absent = sorted(set(weight_map) - set(shapes))
         if absent:
             raise CheckpointError(
                 f"{len(absent)} tensor(s) listed in {INDEX_FILE} are not in the shards (first: {absent[0]}). "
                 "Fix: re-download the checkpoint."
             )
-    elif (path / SINGLE_FILE).is_file():
-        _safetensors_tensor_names(path / SINGLE_FILE)
+        return shapes
+    if (path / SINGLE_FILE).is_file():
+        return _safetensors_shapes(path / SINGLE_FILE)
     else:
         raise CheckpointError(
             f"{path} has no {SINGLE_FILE} or {INDEX_FILE}. Fix: download the weights (safetensors) too."
@@ -99,5 +105,52 @@ def validate_local_checkpoint(path: Path, text_model_types: set[str]) -> dict:
             f"(expected model_type in {sorted(text_model_types)}). Fix: use optimum-intel's own "
             "`optimum-cli export openvino` / `main_export` for other models."
         )
-    validate_weights(path)
+    check_config_matches_weights(config, validate_weights(path))
     return config
+
+
+#: A text-decoder tensor of a text (``model.``) or composite (``model.language_model.``)
+#: checkpoint: optional layer index, then the name inside the layer or model. The vision tower
+#: (``model.visual.``) and ``lm_head`` match with names no expectation uses.
+_TEXT_TENSOR = re.compile(r"^model\.(?:language_model\.)?(?:layers\.(\d+)\.)?(.+)$")
+
+
+def _times(*values: int | None) -> int | None:
+    """Product of config values, ``None`` when one is absent (a default we do not second-guess)."""
+    return None if None in values else math.prod(values)
+
+
+def _expected_shapes(text: dict) -> dict[str, list[int | None]]:
+    """Shapes the text config implies, by tensor name inside the model or layer."""
+    hidden, get = text.get("hidden_size"), text.get
+    key_dim = _times(get("linear_num_key_heads"), get("linear_key_head_dim"))
+    value_dim = _times(get("linear_num_value_heads"), get("linear_value_head_dim"))
+    qkv = None if None in (key_dim, value_dim) else 2 * key_dim + value_dim
+    return {
+        "embed_tokens.weight": [get("vocab_size"), hidden],
+        "linear_attn.in_proj_qkv.weight": [qkv, hidden],
+        "self_attn.q_proj.weight": [_times(2, get("num_attention_heads"), get("head_dim")), hidden],
+        "self_attn.k_proj.weight": [_times(get("num_key_value_heads"), get("head_dim")), hidden],
+        "mlp.gate.weight": [get("num_experts"), hidden],
+    }
+
+
+def check_config_matches_weights(config: dict, shapes: dict[str, list[int]]) -> None:
+    """Raise :class:`CheckpointError` when ``config.json`` and the weights describe different models.
+
+    Only safetensors headers are needed: the layer count, and the shapes of the embedding, the first
+    Gated DeltaNet and attention projections and the MoE router, so a config from another model
+    size fails in milliseconds instead of minutes into loading.
+    """
+    text = config.get("text_config") or config
+    fix = "Fix: use the config.json that came with these weights (or re-download the checkpoint)."
+    matches = [(name, match) for name in sorted(shapes) if (match := _TEXT_TENSOR.match(name))]
+    layers = {int(match.group(1)) for _, match in matches if match.group(1) is not None}
+    declared = text.get("num_hidden_layers")
+    if layers and declared is not None and max(layers) + 1 != declared:
+        raise CheckpointError(f"config.json declares {declared} layers but the weights hold {max(layers) + 1}. {fix}")
+    expected = _expected_shapes(text)
+    for name, match in matches:
+        want = expected.pop(match.group(2), None)  # the first tensor of each kind is enough
+        if want is not None and None not in want and list(shapes[name]) != want:
+            raise CheckpointError(f"{name} has shape {list(shapes[name])} but config.json implies {want}. {fix}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from ov_helpers import run_optimum_cli
@@ -84,15 +86,44 @@ def test_non_empty_output_needs_overwrite(text_checkpoint, tmp_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_failed_export_leaves_nothing(broken_copy, tmp_path):
-    # Weights whole but inconsistent with the config: fails while loading, after staging began.
+@pytest.mark.parametrize(
+    ("key", "factor", "message"),
+    [
+        ("hidden_size", 2, r"embed_tokens.weight has shape \[512, 64\] but config.json implies \[512, 128\].*Fix"),
+        ("num_hidden_layers", 2, r"config.json declares 10 layers but the weights hold 5.*Fix"),
+        ("linear_num_value_heads", 2, r"in_proj_qkv.weight has shape \[128, 64\] but config.json implies \[192, 64\]"),
+    ],
+)
+def test_config_that_does_not_match_the_weights_is_refused_up_front(broken_copy, tmp_path, key, factor, message):
     config = json.loads((broken_copy / "config.json").read_text())
-    config["hidden_size"] = 2 * config["hidden_size"]
+    config[key] = factor * config[key]
     (broken_copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(Exception):  # noqa: B017  (transformers' own size-mismatch error)
+    with pytest.raises(CheckpointError, match=message):
         optimum_qwen35.export(broken_copy, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-    assert _leftovers(tmp_path) == []
+    assert list(tmp_path.iterdir()) == [broken_copy]
+
+
+def test_moe_router_mismatch_is_refused(moe_text_checkpoint, tmp_path):
+    copy = tmp_path / "moe"
+    shutil.copytree(moe_text_checkpoint, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["num_experts"] += 2
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"mlp.gate.weight has shape \[6, 64\] but config.json implies \[8, 64\]"):
+        optimum_qwen35.export(copy, tmp_path / "out")
+
+
+def test_disk_full_while_saving_leaves_nothing(text_checkpoint, tmp_path, monkeypatch):
+    import optimum.exporters.openvino.convert as ov_convert
+
+    def save_half_then_fail(model, path, *args, **kwargs):
+        Path(path).write_text("<net>")  # a partial IR, as a full disk would leave it
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ov_convert, "save_model", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out", convert_tokenizer=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_refuses_non_empty_output(text_checkpoint, tmp_path):
