@@ -42,7 +42,12 @@ def _eval(args: argparse.Namespace) -> int:
         for name, _, folder in specs:
             if not folder:
                 print(f"exporting {name} ...", flush=True)
-                folder = export_variant(args.checkpoint, name, work / name, args.calibration)
+                try:
+                    folder = export_variant(args.checkpoint, name, work / name, args.calibration)
+                except Exception as error:  # one failing variant must not cost the others' results
+                    print(f"{name} failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+                    rows.append({"variant": name, "error": f"{type(error).__name__}: {error}"})
+                    continue
             scores = score_ir(folder, windows)
             rows.append(
                 {
@@ -55,6 +60,9 @@ def _eval(args: argparse.Namespace) -> int:
             )
     print(f"\n{'variant':<18}{'perplexity':>12}{'vs HF fp32':>12}{'top-1 agree':>13}{'IR MB':>9}")
     for row in rows:
+        if "error" in row:
+            print(f"{row['variant']:<18}{'export failed (see above)':>46}")
+            continue
         size = f"{row['size_mb']:9.2f}" if row["size_mb"] is not None else f"{'-':>9}"
         print(f"{row['variant']:<18}{row['perplexity']:12.4f}{row['delta_pct']:+11.2f}%{row['top1']:13.4f}{size}")
     if args.json:
@@ -62,7 +70,7 @@ def _eval(args: argparse.Namespace) -> int:
         result |= {"window_length": args.window_length, "results": rows}
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
-    return 0
+    return 1 if any("error" in row for row in rows) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -214,3 +214,31 @@ def test_from_pretrained_bits4_gets_the_policy(text_checkpoint, tmp_path):
     model.save_pretrained(tmp_path / "out")
     groups = _kinds(weight_precisions(tmp_path / "out"))
     assert groups["projections"] == {"u4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}
+
+
+def test_gptq_on_moe_switches_to_symmetric_int4():
+    from optimum_qwen35.compression.policy import resolve_weight_config
+
+    moe = dict(MOE_TEXT_CONFIG)
+    user = {"gptq": True, "dataset": "builtin", "num_samples": 2}
+    assert resolve_weight_config({"bits": 4, "sym": False}, moe, user)["sym"] is True
+    # Dense models keep the policy's asymmetric INT4 under GPTQ.
+    assert resolve_weight_config({"bits": 4, "sym": False}, dict(TEXT_CONFIG), user)["sym"] is False
+
+
+def test_data_aware_gptq_on_the_trained_moe_reference(moe_reference_checkpoint, tmp_path):
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("".join(f"def f{i}(x):\n    return x * {i} + len(str(x))\n\n" for i in range(400)))
+    out = optimum_qwen35.export(
+        moe_reference_checkpoint,
+        tmp_path / "out",
+        weight_format="int4",
+        dataset=str(calibration),
+        gptq=True,
+        num_samples=4,
+        convert_tokenizer=False,
+    )
+    precisions = weight_precisions(out)
+    assert {dtype for name, (dtype, _) in precisions.items() if ".mlp.experts/" in name} == {"i4"}
+    assert _kinds(precisions)["linear_attn"] == {"u8"}
+    _assert_runs(out, json.loads((out / "config.json").read_text())["vocab_size"])

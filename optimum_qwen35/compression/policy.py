@@ -26,6 +26,7 @@ exceptions (every projection INT4, as NNCF would do).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..errors import CompressionConfigError
@@ -63,6 +64,8 @@ def int8_patterns_for(text_config: dict[str, Any]) -> list[str]:
 #: Preferred INT4 group sizes, best first (see docs/compression.md for the measurement).
 INT4_GROUP_SIZES = (128, 64, 32, 16)
 INT4_SYMMETRIC = False
+
+logger = logging.getLogger(__name__)
 
 #: NNCF algorithms that need calibration data (AWQ alone can run data-free).
 DATA_AWARE_FLAGS = ("scale_estimation", "gptq", "lora_correction")
@@ -159,6 +162,10 @@ def resolve_weight_config(config: dict[str, Any], text_config: dict[str, Any], u
         config["dataset"] = calibration_texts(dataset, user.get("num_samples"))
     if config.get("bits") != 4:
         return config
+    if user.get("gptq") and text_config.get("num_experts") and not config.get("sym"):
+        # NNCF 3.4's GPTQ fails on asymmetric 3-D (expert) weights; symmetric works.
+        logger.warning("--gptq on an MoE checkpoint: using symmetric INT4 (NNCF's GPTQ needs it for expert weights).")
+        config["sym"] = True
     all_layers = bool(user.get("all_layers"))
     if user.get("group_size") is None:
         config["group_size"] = policy_group_size(text_config, all_layers)
