@@ -1,0 +1,110 @@
+"""openvino-genai LLMPipeline modes on the plugin's IR of the trained reference model.
+
+Each mode is compared with what a user would take as the truth: transformers float32 for beam
+search, a fresh pipeline given the whole templated history for chat turns, the non-streamed
+result for streaming.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import openvino as ov
+import openvino_genai
+import pytest
+import torch
+from ov_helpers import F32, hf_float32
+from transformers import AutoTokenizer
+
+FIRST, SECOND = "def add(a, b):", "Now write subtract."
+
+
+@pytest.fixture(scope="module")
+def pipe(reference_export):
+    return openvino_genai.LLMPipeline(str(reference_export), "CPU", **F32)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(reference_checkpoint):
+    return AutoTokenizer.from_pretrained(reference_checkpoint)
+
+
+def _config(**kwargs) -> openvino_genai.GenerationConfig:
+    config = openvino_genai.GenerationConfig(**kwargs)
+    config.apply_chat_template = False
+    return config
+
+
+def _fresh_answer(reference_export, tokenizer, first_answer: str, max_new_tokens: int) -> str:
+    """Turn 2 as a fresh pipeline computes it from the whole templated history."""
+    history = [
+        {"role": "user", "content": FIRST},
+        {"role": "assistant", "content": first_answer},
+        {"role": "user", "content": SECOND},
+    ]
+    prompt = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+    fresh = openvino_genai.LLMPipeline(str(reference_export), "CPU", **F32)
+    return str(fresh.generate(prompt, _config(max_new_tokens=max_new_tokens, do_sample=False)))
+
+
+@pytest.mark.parametrize("stop", [None, "(a", "b):"], ids=["plain", "stop-mid-answer", "stop-at-token-end"])
+def test_chat_turn_two_equals_a_fresh_pipeline_on_the_history(pipe, reference_export, tokenizer, stop):
+    # A stop string ends turn 1 early and is cut from the answer: the recurrent state has seen
+    # tokens the history no longer holds, and cannot be trimmed like a KV cache.
+    first_config = openvino_genai.GenerationConfig(max_new_tokens=24, do_sample=False)
+    if stop is not None:
+        first_config.stop_strings = {stop}
+        first_config.include_stop_str_in_output = False
+    pipe.start_chat()
+    try:
+        first = str(pipe.generate(FIRST, first_config))
+        second = str(pipe.generate(SECOND, openvino_genai.GenerationConfig(max_new_tokens=24, do_sample=False)))
+    finally:
+        pipe.finish_chat()
+    if stop is not None:
+        assert stop not in first
+    assert second == _fresh_answer(reference_export, tokenizer, first, 24)
+
+
+def test_streaming_yields_the_generated_text(pipe):
+    pieces: list[str] = []
+
+    def streamer(text: str) -> openvino_genai.StreamingStatus:
+        pieces.append(text)
+        return openvino_genai.StreamingStatus.RUNNING
+
+    result = pipe.generate("import os\n", _config(max_new_tokens=24, do_sample=False), streamer)
+    assert len(pieces) > 1 and "".join(pieces) == str(result)
+
+
+def test_stop_string_ends_generation(pipe):
+    full = str(pipe.generate("def f(x):\n", _config(max_new_tokens=40, do_sample=False)))
+    stop = full[10:16]
+    config = _config(max_new_tokens=40, do_sample=False)
+    config.stop_strings = {stop}
+    config.include_stop_str_in_output = True
+    stopped = str(pipe.generate("def f(x):\n", config))
+    assert stopped.endswith(stop) and full.startswith(stopped)
+
+
+def test_beam_search_matches_transformers(pipe, reference_checkpoint, tokenizer):
+    prompt_ids = tokenizer("def fibonacci(n):\n    ").input_ids
+    inputs = openvino_genai.TokenizedInputs(
+        ov.Tensor(np.array([prompt_ids], dtype=np.int64)), ov.Tensor(np.ones((1, len(prompt_ids)), np.int64))
+    )
+    config = _config(max_new_tokens=16, num_beams=3, num_return_sequences=2, do_sample=False)
+    beams = [list(tokens) for tokens in pipe.generate(inputs, config).tokens]
+    expected = hf_float32(reference_checkpoint).generate(
+        torch.tensor([prompt_ids]),
+        attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+        max_new_tokens=16,
+        num_beams=3,
+        num_return_sequences=2,
+        do_sample=False,
+    )
+    assert beams == [row[len(prompt_ids) :].tolist() for row in expected]
+
+
+def test_seeded_multinomial_sampling_is_repeatable(pipe):
+    config = _config(max_new_tokens=16, do_sample=True, top_k=20, rng_seed=7)
+    first, second = (str(pipe.generate("def fibonacci(n):\n    ", config)) for _ in range(2))
+    assert first == second and first.strip()
