@@ -28,6 +28,18 @@ def attention_mask_4d(attention_mask: torch.Tensor, query_length: int) -> torch.
     return torch.where(allowed, zero, torch.finfo(torch.float32).min)
 
 
+def _repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:
+    """``[B, kv_heads, L, D] -> [B, kv_heads * groups, L, D]``, each head repeated ``groups`` times.
+
+    Written as unsqueeze → expand → reshape (not ``repeat_interleave``, which traces to a Gather):
+    that is the GQA form openvino-genai's paged-attention conversion recognises between a KV-cache
+    state and ``ScaledDotProductAttention``.
+    """
+    batch, kv_heads, length, head_dim = states.shape
+    expanded = states[:, :, None].expand(batch, kv_heads, groups, length, head_dim)
+    return expanded.reshape(batch, kv_heads * groups, length, head_dim)
+
+
 def full_attention(
     attn: torch.nn.Module,
     hidden: torch.Tensor,
@@ -63,11 +75,7 @@ def full_attention(
 
     groups = query.shape[1] // key.shape[1]
     out = F.scaled_dot_product_attention(
-        query,
-        key.repeat_interleave(groups, dim=1),
-        value.repeat_interleave(groups, dim=1),
-        attn_mask=mask,
-        scale=attn.scaling,
+        query, _repeat_kv(key, groups), _repeat_kv(value, groups), attn_mask=mask, scale=attn.scaling
     )
     out = out.transpose(1, 2).reshape(batch, length, -1) * torch.sigmoid(gate)
     return attn.o_proj(out), key, value

@@ -71,13 +71,19 @@ def gated_delta_net(
 
     beta = b.float().sigmoid()
     g = -gdn.A_log.float().exp() * F.softplus(a.float() + gdn.dt_bias.float())
+    # L2-normalise q and k per key head *before* repeating them for the value heads (the same
+    # values either way). Repeated after the norm, the repeat is not folded into OpenVINO's
+    # GatedDeltaNet op (FuseGroupedQueryIntoGDN): openvino-genai 2026.4's paged conversion of a
+    # folded op reshapes its output with the key-head count and fails to compile (continuous
+    # batching on checkpoints with more value than key heads, e.g. 4B and larger).
+    query, key = _l2norm(query.float()), _l2norm(key.float())
     repeats = gdn.num_v_heads // gdn.num_k_heads
     if repeats > 1:
         query = query.repeat_interleave(repeats, dim=2)
         key = key.repeat_interleave(repeats, dim=2)
 
     # Cell layout: heads before time ([B, H, T, D]) as OpenVINO's GatedDeltaNet fusion expects.
-    query, key, value = (x.transpose(1, 2) for x in (_l2norm(query.float()), _l2norm(key.float()), value.float()))
+    query, key, value = (x.transpose(1, 2) for x in (query, key, value.float()))
     # Written as `q / size(q, -1) ** 0.5` (not a constant factor): FuseGDNLoop matches this form.
     query = query / query.shape[-1] ** 0.5
     flat = cell(query, key, value, g.transpose(1, 2), beta.transpose(1, 2), recurrent_state)
