@@ -108,3 +108,10 @@ def test_trained_moe_reference_with_llm_pipeline(moe_reference_checkpoint, tmp_p
     tokens = list(pipe.generate(inputs, config).tokens[0])
     assert len(tokens) == 32
     assert_greedy_matches(hf_model, prompt_ids, tokens)
+
+    # Continuous batching (paged attention, fused experts) gives the stateful pipeline's tokens.
+    paged = openvino_genai.LLMPipeline(str(out), "CPU", scheduler_config=openvino_genai.SchedulerConfig(), **F32)
+    prompts = ["def parse_args(argv):\n    ", "class Config:\n    def __init__(self"]
+    config.max_new_tokens = 16
+    expected = [str(pipe.generate(prompt, config)) for prompt in prompts]
+    assert list(paged.generate(prompts, config).texts) == expected
