@@ -90,10 +90,7 @@ def validate_weights(path: Path) -> dict[str, list[int]]:
         return shapes
     if (path / SINGLE_FILE).is_file():
         return _safetensors_shapes(path / SINGLE_FILE)
-    else:
-        raise CheckpointError(
-            f"{path} has no {SINGLE_FILE} or {INDEX_FILE}. Fix: download the weights (safetensors) too."
-        )
+    raise CheckpointError(f"{path} has no {SINGLE_FILE} or {INDEX_FILE}. Fix: download the weights (safetensors) too.")
 
 
 def validate_local_checkpoint(path: Path, text_model_types: set[str]) -> dict:

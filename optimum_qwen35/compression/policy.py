@@ -13,8 +13,8 @@ Chosen by measurement on the trained reference checkpoint with ``optimum-qwen35 
 * Both INT8 groups are compressed by a second NNCF pass, see :mod:`.mixed_precision`.
 * Embeddings and ``lm_head`` get NNCF's backup precision (INT8 asymmetric) — NNCF's own rule for
   the first and last layer when ``--all-layers`` is not given.
-* Everything else (attention q/k/v/o, MLP gate/up, routed experts) is INT4 asymmetric with the largest group
-  size in :data:`INT4_GROUP_SIZES` that divides every INT4 weight's input channels (128 on every
+* Everything else (attention q/k/v/o, MLP gate/up, routed experts) is INT4 asymmetric with the
+  largest group size in :data:`INT4_GROUP_SIZES` that divides every INT4 weight's input channels (128 on every
   public Qwen3.5 shape).
 * Never compressed: the depthwise conv1d (an op type NNCF would otherwise give INT8), ``A_log``,
   ``dt_bias``, norms and the rotary frequencies (not weight MatMuls/Gathers in our graph).
@@ -31,6 +31,8 @@ from typing import Any
 
 from ..errors import CompressionConfigError
 from .calibration import BUILTIN, calibration_texts, is_text_source
+
+logger = logging.getLogger(__name__)
 
 #: Node names of the Gated DeltaNet projections in the plugin's IR
 #: (``__module.model.layers.<i>.linear_attn.<name>/ov_ext::linear/MatMul``).
@@ -64,8 +66,6 @@ def int8_patterns_for(text_config: dict[str, Any]) -> list[str]:
 #: Preferred INT4 group sizes, best first (see docs/compression.md for the measurement).
 INT4_GROUP_SIZES = (128, 64, 32, 16)
 INT4_SYMMETRIC = False
-
-logger = logging.getLogger(__name__)
 
 #: NNCF algorithms that need calibration data (AWQ alone can run data-free).
 DATA_AWARE_FLAGS = ("scale_estimation", "gptq", "lora_correction")

@@ -11,7 +11,7 @@ routing matrix. Written exactly this way (``Reshape → Tile → Reshape → Mat
 Swish·up → MatMul (down) → Reshape → Multiply(routing from ScatterElementsUpdate → Transpose →
 Reshape → Unsqueeze) → ReduceSum``) it is the pattern of OpenVINO's
 ``ConvertTiledMoeBlockTo3GatherMatmuls``: the CPU plugin turns it into ``GatherMatmul`` nodes that
-compute only the routed experts, so the dense form costs nothing at run time.
+compute only the routed experts, so the dense form costs nothing at run time on CPU.
 """
 
 from __future__ import annotations
