@@ -177,9 +177,15 @@ def test_cli_int4_refuses_non_empty_output_then_replaces_it(text_checkpoint, tmp
     assert (out / "openvino_model.xml").is_file() and not (out / "stale.txt").exists()
 
 
-def test_data_aware_compression_from_a_text_file(reference_checkpoint, tmp_path):
-    calibration = tmp_path / "calibration.txt"
+def _calibration_file(folder) -> os.PathLike:
+    """A small Python-like calibration text file (the reference models were trained on Python)."""
+    calibration = folder / "calibration.txt"
     calibration.write_text("".join(f"def f{i}(x):\n    return x * {i} + len(str(x))\n\n" for i in range(400)))
+    return calibration
+
+
+def test_data_aware_compression_from_a_text_file(reference_checkpoint, tmp_path):
+    calibration = _calibration_file(tmp_path)
     out = optimum_qwen35.export(
         reference_checkpoint,
         tmp_path / "out",
@@ -227,8 +233,7 @@ def test_gptq_on_moe_switches_to_symmetric_int4():
 
 
 def test_data_aware_gptq_on_the_trained_moe_reference(moe_reference_checkpoint, tmp_path):
-    calibration = tmp_path / "calibration.txt"
-    calibration.write_text("".join(f"def f{i}(x):\n    return x * {i} + len(str(x))\n\n" for i in range(400)))
+    calibration = _calibration_file(tmp_path)
     out = optimum_qwen35.export(
         moe_reference_checkpoint,
         tmp_path / "out",

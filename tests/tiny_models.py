@@ -79,36 +79,33 @@ def _decisive(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model
 
 
+def _save(model: torch.nn.Module, path: Path, seed: int) -> Path:
+    model = _decisive(model, seed)
+    model.to(torch.bfloat16).save_pretrained(path)
+    return path
+
+
 def make_text_checkpoint(path: Path, seed: int = 0, **overrides) -> Path:
     """Save a random ``Qwen3_5ForCausalLM`` (``qwen3_5_text``) in bf16 under ``path``."""
     torch.manual_seed(seed)
-    config = Qwen3_5TextConfig(**{**TEXT_CONFIG, **overrides})
-    model = _decisive(Qwen3_5ForCausalLM(config), seed)
-    model.to(torch.bfloat16).save_pretrained(path)
-    return path
+    return _save(Qwen3_5ForCausalLM(Qwen3_5TextConfig(**{**TEXT_CONFIG, **overrides})), path, seed)
 
 
 def make_composite_checkpoint(path: Path, seed: int = 0) -> Path:
     """Save a random ``Qwen3_5ForConditionalGeneration`` (``qwen3_5``) in bf16 under ``path``."""
     torch.manual_seed(seed)
     config = Qwen3_5Config(text_config=TEXT_CONFIG, vision_config=VISION_CONFIG)
-    model = _decisive(Qwen3_5ForConditionalGeneration(config), seed)
-    model.to(torch.bfloat16).save_pretrained(path)
-    return path
+    return _save(Qwen3_5ForConditionalGeneration(config), path, seed)
 
 
 def make_moe_text_checkpoint(path: Path, seed: int = 0) -> Path:
     """Save a random ``Qwen3_5MoeForCausalLM`` (``qwen3_5_moe_text``) in bf16 under ``path``."""
     torch.manual_seed(seed)
-    model = _decisive(Qwen3_5MoeForCausalLM(Qwen3_5MoeTextConfig(**MOE_TEXT_CONFIG)), seed)
-    model.to(torch.bfloat16).save_pretrained(path)
-    return path
+    return _save(Qwen3_5MoeForCausalLM(Qwen3_5MoeTextConfig(**MOE_TEXT_CONFIG)), path, seed)
 
 
 def make_moe_composite_checkpoint(path: Path, seed: int = 0) -> Path:
     """Save a random ``Qwen3_5MoeForConditionalGeneration`` (``qwen3_5_moe``) in bf16 under ``path``."""
     torch.manual_seed(seed)
     config = Qwen3_5MoeConfig(text_config=MOE_TEXT_CONFIG, vision_config=VISION_CONFIG)
-    model = _decisive(Qwen3_5MoeForConditionalGeneration(config), seed)
-    model.to(torch.bfloat16).save_pretrained(path)
-    return path
+    return _save(Qwen3_5MoeForConditionalGeneration(config), path, seed)
