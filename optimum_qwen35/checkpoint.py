@@ -43,8 +43,11 @@ def load_config(path: Path) -> dict:
         raise CheckpointError(f"{config_file} is not valid JSON ({error}). Fix: re-download the checkpoint.") from None
 
 
-def _safetensors_shapes(file: Path) -> dict[str, list[int]]:
-    """``{tensor name: shape}`` of a safetensors file, after checking that the data it declares is present."""
+def safetensors_header(file: Path) -> tuple[int, dict[str, dict]]:
+    """``(offset of the data, {tensor name: {dtype, shape, data_offsets}})`` of a whole safetensors file.
+
+    Raises :class:`CheckpointError` when the file is shorter than its header says.
+    """
     size = file.stat().st_size
     with file.open("rb") as handle:
         raw = handle.read(8)
@@ -61,7 +64,12 @@ def _safetensors_shapes(file: Path) -> dict[str, list[int]]:
             f"{file} is truncated: it declares {8 + header_len + data_end} bytes but has {size}. "
             "Fix: re-download the checkpoint."
         )
-    return {name: entry["shape"] for name, entry in header.items()}
+    return 8 + header_len, header
+
+
+def _safetensors_shapes(file: Path) -> dict[str, list[int]]:
+    """``{tensor name: shape}`` of a safetensors file, after checking that the data it declares is present."""
+    return {name: entry["shape"] for name, entry in safetensors_header(file)[1].items()}
 
 
 def validate_weights(path: Path) -> dict[str, list[int]]:

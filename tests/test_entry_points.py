@@ -27,6 +27,9 @@ def test_optimum_cli_without_task_exports_composite_as_text_llm(composite_checkp
     # A plain optimum-cli run: the plugin is picked up through optimum.commands.register.
     result = run_optimum_cli("export", "openvino", "--model", str(composite_checkpoint), str(out))
     assert result.returncode == 0, result.stderr[-3000:]
+    # The step bar names each long step and ends at the last one.
+    for step in ("loading weights", "tracing", "converting to OpenVINO", "saving the IR", "done: step 6/6"):
+        assert f"Qwen3.5 export: {step}" in result.stderr, step
     model = ov.Core().read_model(out / "openvino_model.xml")
     assert "input_ids" in {port.get_any_name() for port in model.inputs}
     hf = hf_float32(composite_checkpoint)

@@ -58,3 +58,14 @@ def test_inputs_outputs_and_states(composite_export):
         assert len(matches) == 1, name
         assert variables[matches[0]].get_input_element_type(0) == ov.Type.f32, name
     assert is_plugin_ir(model)
+
+
+def test_narrow_gate_projections_are_f32_and_the_rest_stays_16_bit(composite_export):
+    # bf16 in_proj_a/in_proj_b crash OpenVINO 2026.4's CPU plugin on AVX2-only CPUs (patcher.py).
+    weights = {}
+    for op in _read(composite_export).get_ordered_ops():
+        name = op.get_friendly_name()
+        if op.get_type_name() == "Constant" and name.endswith("weight") and ".linear_attn.in_proj_" in name:
+            weights[name.split(".linear_attn.")[1].split(".")[0]] = op.get_element_type()
+    assert weights["in_proj_a"] == weights["in_proj_b"] == ov.Type.f32
+    assert weights["in_proj_qkv"] == weights["in_proj_z"] == ov.Type.bf16

@@ -6,8 +6,9 @@ need changing for Qwen3.5 while every other model must stay untouched:
 * ``infer_task``: a composite Qwen3.5 checkpoint with no ``--task`` exports as
   ``text-generation-with-past`` (what ``LLMPipeline`` loads), not as a vision-language model;
   an explicit ``--task image-text-to-text`` still gets optimum-intel's VLM export.
-* ``main_export``: environment and checkpoint checks before any heavy work, and a staged
-  output folder so that a failed export leaves nothing behind.
+* ``main_export``: environment and checkpoint checks before any heavy work, a staged output
+  folder so that a failed export leaves nothing behind, and zero-copy loading of local
+  checkpoints (``loading.py``).
 * ``patch_stateful``: our stateful step (dtype normalisation first) for our IRs.
 
 Each hook calls the original function for anything that is not a Qwen3.5 text export.
@@ -28,7 +29,9 @@ from optimum.exporters.tasks import TasksManager
 
 from ..checkpoint import is_qwen35_config, validate_local_checkpoint
 from ..versions import check_environment
+from .loading import zero_copy_loading
 from .output_dir import overwrite_requested, staged_output
+from .progress import advance, export_progress
 from .stateful import make_hybrid_stateful
 
 TEXT_TASK = "text-generation-with-past"
@@ -88,7 +91,11 @@ def install(model_types: set[str]) -> None:
             check_environment()
             if Path(str(model_name_or_path)).is_dir():
                 validate_local_checkpoint(Path(str(model_name_or_path)), model_types)
-            with staged_output(output, overwrite=overwrite_requested()) as staging:
+            with (
+                staged_output(output, overwrite=overwrite_requested()) as staging,
+                export_progress(),
+                zero_copy_loading(model_name_or_path),
+            ):
                 return original(model_name_or_path, staging, task, *args, **kwargs)
 
         return main_export
@@ -96,6 +103,7 @@ def install(model_types: set[str]) -> None:
     def make_patch_stateful(original):
         def patch_stateful(config, ov_model):
             if config.get_text_config().model_type in model_types or config.model_type in model_types:
+                advance("stateful")
                 return make_hybrid_stateful(ov_model)
             return original(config, ov_model)
 

@@ -14,6 +14,7 @@ import torch
 
 from ..modeling import StaticQwen35Decoder
 from ..modeling.delta_rule_cell import conversion_extensions
+from .progress import advance
 
 
 class Qwen35TextPatcher:
@@ -43,16 +44,37 @@ class Qwen35TextPatcher:
         self.patched_forward = forward
         self._had_instance_forward = False
         self._saved_forward = None
+        self._saved_weights: list[tuple[torch.nn.Module, torch.nn.Parameter]] = []
+
+    def _upcast_gate_projections(self) -> None:
+        """Give the Gated DeltaNet ``in_proj_a``/``in_proj_b`` f32 weights for the trace.
+
+        OpenVINO 2026.4's CPU plugin crashes (SIGSEGV at the first inference) on AVX2-only CPUs
+        when these two narrow projections (``linear_num_value_heads`` outputs, e.g. [8, 256]) carry
+        bf16 weights next to the other bf16 projections of the same input. In f32 they cost a few
+        KB per layer and the crash is gone; the wider projections stay 16-bit.
+        """
+        for module in self._model.modules():
+            for name in ("in_proj_a", "in_proj_b"):
+                linear = getattr(module, name, None)
+                if isinstance(linear, torch.nn.Linear) and linear.weight.dtype in (torch.bfloat16, torch.float16):
+                    self._saved_weights.append((linear, linear.weight))
+                    linear.weight = torch.nn.Parameter(linear.weight.float(), requires_grad=False)
 
     def __enter__(self) -> Qwen35TextPatcher:
+        advance("trace")
         self._had_instance_forward = "forward" in self._model.__dict__
         self._saved_forward = self._model.__dict__.get("forward")
         self._model.forward = self.patched_forward
+        self._upcast_gate_projections()
         self._decoder.attach_cells()
         return self
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         self._decoder.detach_cells()
+        for linear, weight in reversed(self._saved_weights):
+            linear.weight = weight
+        self._saved_weights.clear()
         if self._had_instance_forward:
             self._model.forward = self._saved_forward
         else:
