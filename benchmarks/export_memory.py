@@ -1,0 +1,126 @@
+"""Wall time and peak memory of ``optimum-cli export openvino`` on full-size Qwen3.5 shapes.
+
+Builds random-weight bf16 checkpoints of public Qwen3.5 text shapes (weights do not change
+memory or time), exports each with ``optimum-cli export openvino`` in a child process per
+weight format, and reports the child's peak resident set size (``ru_maxrss``: anonymous memory
+plus mapped file pages) against the checkpoint's safetensors size. ``--label`` and ``--python``
+/``--pythonpath`` let one run compare installations: another interpreter (for example a venv with
+upstream optimum-intel only) or another checkout of the plugin placed first on ``PYTHONPATH``.
+
+    python benchmarks/export_memory.py --work-dir /tmp/q35-mem --shapes 0.8B,2B --formats none,fp16,int4
+    python benchmarks/export_memory.py --work-dir /tmp/q35-mem --label upstream --python /venv-upstream/bin/python \\
+        --formats fp16 --json upstream.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from int4_full_size import CONFIG_0_8B
+
+#: Public text shapes (``../shared/NOTES.md``; the hub model cards' text configs).
+SHAPES = {
+    "0.8B": CONFIG_0_8B,
+    "2B": CONFIG_0_8B | {"hidden_size": 2048, "intermediate_size": 6144},
+    "4B": CONFIG_0_8B
+    | {
+        "hidden_size": 2560,
+        "intermediate_size": 9216,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "linear_num_value_heads": 32,
+    },
+}
+
+
+def build_checkpoint(shape: str, path: Path) -> Path:
+    """A random bf16 ``Qwen3_5ForCausalLM`` checkpoint of ``shape``, built without an f32 copy."""
+    if (path / "config.json").is_file():
+        return path
+    import torch
+    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+
+    config = Qwen3_5TextConfig(**SHAPES[shape], dtype="bfloat16")
+    with torch.device("meta"):
+        model = Qwen3_5ForCausalLM(config)
+    model = model.to(torch.bfloat16).to_empty(device="cpu")
+    model.tie_weights()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("norm.weight"):
+                parameter.zero_()  # Qwen3.5 norms scale by (1 + weight)
+            else:
+                parameter.normal_(0.0, 0.02, generator=generator)
+    model.save_pretrained(path)
+    return path
+
+
+def safetensors_bytes(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.glob("*.safetensors"))
+
+
+def run_export(python: str, pythonpath: str | None, checkpoint: Path, output: Path, weight_format: str) -> dict:
+    """One ``optimum-cli export openvino`` in a child process: wall seconds and peak RSS bytes."""
+    shutil.rmtree(output, ignore_errors=True)
+    cmd = [python, "-m", "optimum.commands.optimum_cli", "export", "openvino", "--model", str(checkpoint)]
+    if weight_format != "none":
+        cmd += ["--weight-format", weight_format]
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
+    log = output.with_suffix(".log")
+    start = time.perf_counter()
+    with log.open("w") as stream:
+        child = subprocess.Popen([*cmd, str(output)], stdout=stream, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    ok = os.waitstatus_to_exitcode(status) == 0 and (output / "openvino_model.xml").is_file()
+    ir_bytes = sum(file.stat().st_size for file in output.glob("*.bin")) if ok else 0
+    shutil.rmtree(output, ignore_errors=True)
+    return {"ok": ok, "seconds": seconds, "peak_rss": usage.ru_maxrss * 1024, "ir_bytes": ir_bytes, "log": str(log)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work-dir", type=Path, required=True, help="checkpoints and logs go here")
+    parser.add_argument("--shapes", default="0.8B,2B", help=f"comma-separated, from {', '.join(SHAPES)}")
+    parser.add_argument("--formats", default="none,fp16,int4", help="weight formats; 'none' keeps the checkpoint's")
+    parser.add_argument("--label", default="plugin", help="name of this installation in the table")
+    parser.add_argument("--python", default=sys.executable, help="interpreter that runs optimum-cli")
+    parser.add_argument("--pythonpath", help="put this directory first on PYTHONPATH (another plugin checkout)")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = parser.parse_args()
+
+    rows = []
+    header = ("label", "shape", "format", "ckpt GB", "wall s", "peak GB", "peak/ckpt", "IR GB")
+    print(f"{header[0]:<10}{header[1]:<7}{header[2]:<8}" + "".join(f"{name:>10}" for name in header[3:]))
+    for shape in args.shapes.split(","):
+        checkpoint = build_checkpoint(shape, args.work_dir / f"ckpt-{shape}")
+        size = safetensors_bytes(checkpoint)
+        for weight_format in args.formats.split(","):
+            output = args.work_dir / f"out-{args.label}-{shape}-{weight_format}"
+            result = run_export(args.python, args.pythonpath, checkpoint, output, weight_format)
+            row = {"label": args.label, "shape": shape, "format": weight_format, "checkpoint_bytes": size} | result
+            rows.append(row)
+            prefix = f"{args.label:<10}{shape:<7}{weight_format:<8}{size / 1e9:10.2f}"
+            if not result["ok"]:
+                print(f"{prefix}  export failed, see {result['log']}", flush=True)
+                continue
+            peak, ir = result["peak_rss"], result["ir_bytes"]
+            print(f"{prefix}{result['seconds']:10.1f}{peak / 1e9:10.2f}{peak / size:10.2f}{ir / 1e9:10.2f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0 if all(row["ok"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
