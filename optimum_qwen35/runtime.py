@@ -8,13 +8,23 @@ every state back to the host after each step. Our IR hides every state behind on
 stateful ``OVModelForCausalLM`` path is the right runtime: it feeds ``position_ids`` from the
 attention mask, reorders beams through ``beam_idx``, resets state at each new prompt and never
 copies state to the host.
+
+One addition: ``logits_to_keep``, transformers' own argument. ``generate()`` passes 1, so a
+prompt's prefill computes the 248k-wide ``lm_head`` for its last position only instead of every
+position (a third of the prefill work on the 0.8B shape); a plain ``forward()`` still returns
+logits for every position (perplexity needs them). The input is added to the graph when the
+model is loaded, not to the IR on disk, which openvino-genai loads unchanged (it slices the
+``lm_head`` input itself).
 """
 
 from __future__ import annotations
 
 import functools
 
+import numpy as np
 import openvino as ov
+import openvino.opset14 as ops
+import torch
 from optimum.intel import OVModelForCausalLM
 from optimum.intel.openvino.modeling_decoder import OVModelWithMambaForCausalLM
 
@@ -27,12 +37,88 @@ def is_plugin_ir(model: ov.Model) -> bool:
     return model.has_rt_info(RT_INFO_KEY)
 
 
+LOGITS_TO_KEEP = "logits_to_keep"
+
+
+def _lm_head(model: ov.Model) -> ov.Node | None:
+    """The MatMul that produces ``logits`` (through Converts), if there is one."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    return node if node.get_type_name() == "MatMul" else None
+
+
+def with_logits_to_keep(model: ov.Model) -> ov.Model:
+    """A copy of ``model`` (sharing its weights) with a scalar i64 input ``logits_to_keep``.
+
+    The hidden states ``[B, T, H]`` entering the ``lm_head`` MatMul are sliced to ``[:, -k:]``, so
+    ``logits`` becomes ``[B, k, vocab]``; ``k = 0`` keeps every position, as in transformers.
+    """
+    model = model.clone()
+    lm_head = _lm_head(model)
+    keep = ops.parameter([], np.int64, LOGITS_TO_KEEP)
+    keep.output(0).get_tensor().set_names({LOGITS_TO_KEEP})
+    start = ops.unsqueeze(ops.negative(keep), ops.constant(0, np.int64))  # -0 == 0: every position
+    end = ops.constant([np.iinfo(np.int64).max], np.int64)
+    one = ops.constant([1], np.int64)
+    lm_head.input(0).replace_source_output(ops.slice(lm_head.input_value(0), start, end, one, one).output(0))
+    model.add_parameters([keep])
+    model.validate_nodes_and_infer_types()
+    return model
+
+
 class OVQwen35ForCausalLM(OVModelForCausalLM):
     """Stateful Qwen3.5 text LLM: conv, recurrent and KV states all live inside the compiled model.
 
     Inputs fed each step: ``input_ids [B, T]``, ``attention_mask [B, P+T]``, ``position_ids
-    [B, T]`` and ``beam_idx [B]``; output ``logits [B, T, vocab]``.
+    [B, T]``, ``beam_idx [B]`` and (added at compile time, see :func:`with_logits_to_keep`)
+    ``logits_to_keep``;
+    output ``logits [B, T, vocab]`` (``[B, logits_to_keep, vocab]`` when it is positive).
     """
+
+    def compile(self) -> None:
+        """Compile :func:`with_logits_to_keep` of the IR; ``self.model`` (what ``save_pretrained`` writes) is kept."""
+        if self.request is not None or LOGITS_TO_KEEP not in self.input_names:
+            return super().compile()
+        exported, self.model = self.model, with_logits_to_keep(self.model)
+        try:
+            super().compile()
+        finally:
+            self.model = exported
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        past_key_values=None,
+        position_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ):
+        """As ``OVModelForCausalLM.forward``; ``logits_to_keep=k > 0`` returns the last k positions' logits."""
+        kwargs[LOGITS_TO_KEEP] = logits_to_keep
+        return super().forward(input_ids, attention_mask, past_key_values, position_ids, token_type_ids, **kwargs)
+
+    def prepare_inputs(self, *args, **kwargs) -> dict:
+        inputs = super().prepare_inputs(*args, **kwargs)
+        if LOGITS_TO_KEEP in self.input_names:
+            inputs[LOGITS_TO_KEEP] = np.array(int(kwargs.get(LOGITS_TO_KEEP) or 0), dtype=np.int64)
+        return inputs
+
+    def _deduplicate_inputs(self, model_inputs: dict):
+        # optimum-intel indexes every input but input_ids and beam_idx by batch row: not a scalar.
+        keep = model_inputs.pop(LOGITS_TO_KEEP, None)
+        deduplicated, indices = super()._deduplicate_inputs(model_inputs)
+        if keep is not None:
+            deduplicated[LOGITS_TO_KEEP] = keep
+        return deduplicated, indices
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, **kwargs) -> dict:
+        inputs = super().prepare_inputs_for_generation(input_ids, past_key_values, **kwargs)
+        if LOGITS_TO_KEEP in kwargs:
+            inputs[LOGITS_TO_KEEP] = kwargs[LOGITS_TO_KEEP]
+        return inputs
 
 
 def install() -> None:
@@ -42,12 +128,18 @@ def install() -> None:
         return
 
     @functools.wraps(original)
-    def _from_pretrained(cls, *args, **kwargs):
-        model = original(cls, *args, **kwargs)
+    def _from_pretrained(cls, *args, compile: bool = True, **kwargs):
+        # Load uncompiled, so the graph can still gain its logits_to_keep input.
+        model = original(cls, *args, compile=False, **kwargs)
         if type(model) is OVModelWithMambaForCausalLM and is_plugin_ir(model.model):
             # Same constructor (the hybrid class only adds bookkeeping lists), so switching the
-            # class keeps the compiled request and avoids compiling the model twice.
+            # class keeps everything optimum-intel set up.
             model.__class__ = OVQwen35ForCausalLM
+            if not model._compile_only and _lm_head(model.model) is not None:
+                model.input_names[LOGITS_TO_KEEP] = len(model.input_names)
+                model.input_dtypes[LOGITS_TO_KEEP] = "i64"
+        if compile:
+            model.compile()
         return model
 
     _from_pretrained.__optimum_qwen35__ = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from optimum.intel import OVModelForCausalLM
@@ -47,3 +49,41 @@ def test_seeded_sampling_is_repeatable(models):
         torch.manual_seed(0)
         runs.append(ov_model.generate(PROMPT, max_new_tokens=12, do_sample=True, top_k=20).tolist())
     assert runs[0] == runs[1]
+
+
+def test_generate_computes_prompt_logits_for_the_last_position_only(models, monkeypatch):
+    ov_model, hf = models
+    shapes = []
+    forward = type(ov_model).forward
+
+    @functools.wraps(forward)  # generate() reads the signature (logits_to_keep among it)
+    def recording_forward(self, *args, **kwargs):
+        outputs = forward(self, *args, **kwargs)
+        shapes.append(tuple(outputs.logits.shape))
+        return outputs
+
+    monkeypatch.setattr(type(ov_model), "forward", recording_forward)
+    kwargs = dict(attention_mask=torch.ones_like(PROMPT), max_new_tokens=4, do_sample=False)
+    assert ov_model.generate(PROMPT, **kwargs).tolist() == hf.generate(PROMPT, **kwargs).tolist()
+    vocab = hf.config.vocab_size
+    assert shapes == [(1, 1, vocab)] * 4  # the 8-token prefill included
+
+
+def test_forward_keeps_every_position_unless_asked(models):
+    ov_model, hf = models
+    mask = torch.ones_like(PROMPT)
+    full = ov_model(PROMPT, attention_mask=mask).logits
+    assert full.shape == (1, PROMPT.shape[1], hf.config.vocab_size)
+    expected = hf(PROMPT, attention_mask=mask).logits
+    assert torch.allclose(full, expected, rtol=0, atol=1e-4 * expected.abs().max().item())
+    last_two = ov_model(PROMPT, attention_mask=mask, logits_to_keep=2).logits
+    assert torch.allclose(last_two, full[:, -2:], rtol=0, atol=1e-5 * full.abs().max().item())
+
+
+def test_save_pretrained_writes_the_ir_as_exported(models, tmp_path):
+    import openvino as ov
+
+    ov_model, _ = models
+    ov_model.save_pretrained(tmp_path)
+    inputs = {port.get_any_name() for port in ov.Core().read_model(tmp_path / "openvino_model.xml").inputs}
+    assert inputs == {"input_ids", "attention_mask", "position_ids", "beam_idx"}
