@@ -247,3 +247,41 @@ def test_data_aware_gptq_on_the_trained_moe_reference(moe_reference_checkpoint, 
     assert {dtype for name, (dtype, _) in precisions.items() if ".mlp.experts/" in name} == {"i4"}
     assert _kinds(precisions)["linear_attn"] == {"u8"}
     _assert_runs(out, json.loads((out / "config.json").read_text())["vocab_size"])
+
+
+def test_chunked_embedding_compression_equals_nncf_on_the_whole_table(text_export, monkeypatch):
+    import nncf
+    import openvino as ov
+
+    from optimum_qwen35.compression import embedding
+
+    def _source(output):
+        while output.get_node().get_type_name() == "Convert":
+            output = output.get_node().input_value(0)
+        return output
+
+    def constants(output) -> list[np.ndarray]:
+        return [constant.get_data().copy() for constant in embedding._constants(output)]
+
+    mode = nncf.CompressWeightsMode.INT8_ASYM
+    model = ov.Core().read_model(text_export / "openvino_model.xml")
+    table = embedding.embedding_constant(model)
+    vocab, hidden = TEXT_CONFIG["vocab_size"], TEXT_CONFIG["hidden_size"]
+    assert list(table.get_output_shape(0)) == [vocab, hidden]
+    whole = constants(embedding._compress_chunk(table, slice(0, vocab), mode))  # NNCF on the whole table at once
+    monkeypatch.setattr(embedding, "CHUNK_BYTES", 100 * 4 * hidden)  # 100 rows per chunk, the last one short
+    assert embedding.compress_vocabulary_tables(model, mode)
+    gather = next(  # the embedding lookup: the Gather whose indices are input_ids (through Converts)
+        op
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Gather" and "input_ids" in _source(op.input_value(1)).get_names()
+    )
+    chunked = constants(gather.input_value(0))
+    assert [array.dtype for array in chunked] == [np.uint8, np.uint8, np.float16]  # weights, zero point, scale
+    for expected, actual in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    # The tied lm_head (the MatMul producing logits) reads the same decompressed table.
+    lm_head = model.output("logits").get_node().input_value(0).get_node()
+    while lm_head.get_type_name() == "Convert":
+        lm_head = lm_head.input_value(0).get_node()
+    assert lm_head.input_value(1) == gather.input_value(0)

@@ -7,14 +7,16 @@ Four functions are wrapped; each behaves exactly as before for any model that is
   calibration text, merges the policy, and refuses a non-empty output folder *before* exporting.
 * ``get_default_quantization_config`` (``--weight-format int4`` alone, and
   ``from_pretrained(..., quantization_config={"bits": 4})``): returns the policy's config.
-* ``optimum.intel.openvino.quantization._weight_only_quantization``: after NNCF's INT4 pass on a
-  plugin IR, runs the INT8 pass for the weights the policy keeps in INT8.
+* ``optimum.intel.openvino.quantization._weight_only_quantization``: on a plugin IR, compresses
+  the embedding in row chunks first (:mod:`.embedding`), and after NNCF's INT4 pass runs the INT8
+  pass for the weights the policy keeps in INT8.
 * ``optimum.exporters.openvino.__main__._merge_move`` (the CLI's final move of a compressed
   export): replaces the output folder instead of merging into it, so no stale file survives.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.output_dir import check_output, overwrite_requested, replace_folder
 from ..runtime import is_plugin_ir
 from . import policy
+from .embedding import compress_vocabulary_tables, embedding_mode
 from .mixed_precision import compress_int8
 
 #: ``prepare_wc_config`` reads these from the CLI namespace; ``None`` means "not given".
@@ -65,6 +68,20 @@ def check_tokenizer(model_name_or_path: Any) -> None:
         )
 
 
+def _get(config: Any, name: str) -> Any:
+    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+
+def with_all_layers(config: Any) -> Any:
+    """A copy of an INT4 weight config with ``all_layers`` set: NNCF must not pick new "first and last"
+    layers for its backup precision once the vocabulary tables it would have picked are compressed."""
+    if isinstance(config, dict):
+        return config | {"all_layers": True}
+    config = copy.deepcopy(config)
+    config.all_layers = True
+    return config
+
+
 def install(model_types: set[str]) -> None:
     """Install the four wrappers for checkpoints whose model type is in ``model_types``."""
 
@@ -94,6 +111,10 @@ def install(model_types: set[str]) -> None:
 
     def make_weight_only_quantization(original):
         def _weight_only_quantization(model, quantization_config, *args, **kwargs):
+            mode = embedding_mode(quantization_config) if is_plugin_ir(model) else None
+            # Before NNCF, which would hold each whole vocabulary table in f32 several times.
+            if mode is not None and compress_vocabulary_tables(model, mode) and _get(quantization_config, "bits") == 4:
+                quantization_config = with_all_layers(quantization_config)
             compressed = original(model, quantization_config, *args, **kwargs)
             if is_plugin_ir(compressed):
                 compress_int8(compressed, policy.int8_patterns(quantization_config))
