@@ -86,6 +86,18 @@ class OVQwen35ForCausalLM(OVModelForCausalLM):
         finally:
             self.model = exported
 
+    def _apply_quantization(self, *args, **kwargs):
+        # Data-aware compression records the inputs fed to the compiled request and replays them on
+        # the IR, which has no logits_to_keep: run it without the input, restore it afterwards.
+        position = self.input_names.pop(LOGITS_TO_KEEP, None)
+        self.request = None
+        try:
+            return super()._apply_quantization(*args, **kwargs)
+        finally:
+            if position is not None:
+                self.input_names[LOGITS_TO_KEEP] = position
+                self.request = None  # compiled again, with the input, on first use
+
     def forward(
         self,
         input_ids: torch.LongTensor,

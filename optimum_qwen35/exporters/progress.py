@@ -33,7 +33,7 @@ _bar: tqdm | None = None
 
 def advance(stage: str) -> None:
     """Mark ``stage`` (one of :data:`STAGES`) as started; a no-op when no export bar is open."""
-    if _bar is None:
+    if _bar is None or STAGES.index(stage) + 1 < _bar.n:  # the tokenizer step saves IRs too
         return
     _bar.n = STAGES.index(stage) + 1
     _bar.set_description(f"Qwen3.5 export: {_DESCRIPTIONS[stage]}")
