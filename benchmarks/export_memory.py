@@ -10,7 +10,7 @@ interpreter (a venv with upstream optimum-intel only) or another plugin checkout
 
     python benchmarks/export_memory.py --work-dir /tmp/q35-mem --shapes 0.8B,2B --formats none,fp16,int4
     python benchmarks/export_memory.py --work-dir /tmp/q35-mem --label upstream --python /venv-upstream/bin/python \\
-        --formats fp16 --json upstream.json
+        --formats fp16 --task text-generation-with-past --json upstream.json
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def _rss_anon(pid: int) -> int:
     return 0
 
 
-def run_export(python: str, pythonpath: str | None, checkpoint: Path, output: Path, weight_format: str) -> dict:
+def run_export(
+    python: str, pythonpath: str | None, checkpoint: Path, output: Path, weight_format: str, task: str | None
+) -> dict:
     """One ``optimum-cli export openvino`` in a child process: wall seconds, peak RSS and peak anonymous bytes.
 
     RSS counts the pages of memory-mapped weight files the process has touched; the kernel can drop
@@ -90,10 +92,12 @@ def run_export(python: str, pythonpath: str | None, checkpoint: Path, output: Pa
     cmd = [python, "-m", "optimum.commands.optimum_cli", "export", "openvino", "--model", str(checkpoint)]
     if weight_format != "none":
         cmd += ["--weight-format", weight_format]
+    if task:
+        cmd += ["--task", task]
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
-    log = output.with_suffix(".log")
+    log = output.parent / f"{output.name}.log"
     start = time.perf_counter()
     with log.open("w") as stream:
         child = subprocess.Popen([*cmd, str(output)], stdout=stream, stderr=subprocess.STDOUT, env=env)
@@ -126,6 +130,7 @@ def main() -> int:
     parser.add_argument("--label", default="plugin", help="name of this installation in the table")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs optimum-cli")
     parser.add_argument("--pythonpath", help="put this directory first on PYTHONPATH (another plugin checkout)")
+    parser.add_argument("--task", help="pass --task to optimum-cli (upstream cannot infer it for a local checkpoint)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
 
@@ -137,7 +142,7 @@ def main() -> int:
         size = safetensors_bytes(checkpoint)
         for weight_format in args.formats.split(","):
             output = args.work_dir / f"out-{args.label}-{shape}-{weight_format}"
-            result = run_export(args.python, args.pythonpath, checkpoint, output, weight_format)
+            result = run_export(args.python, args.pythonpath, checkpoint, output, weight_format, args.task)
             row = {"label": args.label, "shape": shape, "format": weight_format, "checkpoint_bytes": size} | result
             rows.append(row)
             prefix = f"{args.label:<10}{shape:<7}{weight_format:<8}{size / 1e9:10.2f}"
