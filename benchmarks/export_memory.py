@@ -81,9 +81,17 @@ def _rss_anon(pid: int) -> int:
 
 
 def run_export(
-    python: str, pythonpath: str | None, checkpoint: Path, output: Path, weight_format: str, task: str | None
+    python: str,
+    pythonpath: str | None,
+    checkpoint: Path,
+    output: Path,
+    weight_format: str,
+    task: str | None,
+    keep: bool = False,
 ) -> dict:
     """One ``optimum-cli export openvino`` in a child process: wall seconds, peak RSS and peak anonymous bytes.
+
+    The exported folder is deleted afterwards unless ``keep``.
 
     RSS counts the pages of memory-mapped weight files the process has touched; the kernel can drop
     those under pressure, so the anonymous peak (sampled every 20 ms) is what must fit in RAM.
@@ -111,7 +119,8 @@ def run_export(
     seconds = time.perf_counter() - start
     ok = os.waitstatus_to_exitcode(status) == 0 and (output / "openvino_model.xml").is_file()
     ir_bytes = sum(file.stat().st_size for file in output.glob("*.bin")) if ok else 0
-    shutil.rmtree(output, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(output, ignore_errors=True)
     return {
         "ok": ok,
         "seconds": seconds,

@@ -1,0 +1,256 @@
+"""Latency benchmark on CPU: time to first token and time per output token, with ratios and plots.
+
+Builds (or takes) a random-weight checkpoint of a full-size Qwen3.5 shape, exports it with the
+plugin for each ``--formats`` entry (extra IRs, e.g. upstream optimum-intel's exported in another
+venv, come in with ``--ir NAME=DIR``), and measures each IR in a child process of its own:
+
+* ``infer``: a bare ``InferRequest`` loop — prefill of the prompt, then greedy decode steps;
+* ``genai``: ``openvino_genai.LLMPipeline`` with its own perf metrics (TTFT, TPOT).
+
+Time to first token (TTFT) is measured for every ``--prompts`` length, time per output token
+(TPOT) over ``--new-tokens`` tokens after the first prompt, plus the child's peak RSS. Every figure
+is also printed as a ratio to the ``--baseline`` row measured in the same run, next to the
+bandwidth floor for decode: bytes read per token (weights + recurrent/conv states + KV cache at the
+context length) divided by this machine's read bandwidth, measured in the same run.
+
+    python benchmarks/bench.py --work-dir /tmp/q35-bench                  # 0.8B, fp16 + int4
+    python benchmarks/bench.py --work-dir /tmp/q35-bench --quick          # 128/512 tokens, 32 new
+    python benchmarks/bench.py --work-dir /tmp/q35-bench --ir upstream-fp16=/tmp/upstream-ir
+
+Writes ``bench.json`` and, when matplotlib is installed, ``ttft.png`` and ``decode.png`` into the
+work dir. Speed does not depend on weight values, so random weights measure the real shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from export_memory import SHAPES, build_checkpoint, run_export
+
+STOP_TOKEN = 0  # random checkpoints have no real EOS; generation runs to max_new_tokens (ignore_eos)
+
+
+def measure_bandwidth(gigabytes: float = 1.0, repeats: int = 5) -> float:
+    """Read bandwidth in bytes/s: the faster of numpy (one thread) and OpenVINO's CPU plugin (all its
+    threads) summing a ``gigabytes`` f32 array, median of ``repeats``. The faster one gives the
+    stricter floor."""
+    import openvino as ov
+    import openvino.opset14 as ops
+
+    data = np.ones(int(gigabytes * 2**30) // 4, np.float32)
+    values = ops.parameter([data.size], np.float32, "values")
+    model = ov.Model([ops.reduce_sum(values, ops.constant([0], np.int64))], [values])
+    request = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    tensor = ov.Tensor(data, shared_memory=True)
+    best = []
+    for run in (data.sum, lambda: request.infer([tensor], share_inputs=True)):
+        run()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        best.append(statistics.median(times))
+    return data.nbytes / min(best)
+
+
+def bytes_per_token(ir: Path, context: int) -> int:
+    """Bytes a decode step must read: the weights (``.bin``), the recurrent and conv states (f32) and
+    an f16 KV cache of ``context`` tokens."""
+    config = json.loads((ir / "config.json").read_text())
+    config = config.get("text_config", config)
+    layers = config["layer_types"]
+    linear, full = layers.count("linear_attention"), layers.count("full_attention")
+    key_dim = config["linear_num_key_heads"] * config["linear_key_head_dim"]
+    value_heads, value_dim = config["linear_num_value_heads"], config["linear_value_head_dim"]
+    recurrent = value_heads * config["linear_key_head_dim"] * value_dim * 4
+    conv = (2 * key_dim + value_heads * value_dim) * config["linear_conv_kernel_dim"] * 4
+    kv = 2 * config["num_key_value_heads"] * config["head_dim"] * context * 2
+    return (ir / "openvino_model.bin").stat().st_size + linear * (recurrent + conv) + full * kv
+
+
+def _infer_request_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(ir / "openvino_model.xml", "CPU")
+    names = {name for port in compiled.inputs for name in port.get_names()}
+    request = compiled.create_infer_request()
+    rng = np.random.default_rng(0)
+    ttft, tpot = {}, []
+    for index, length in enumerate(prompts):
+        request.reset_state()
+        ids = rng.integers(1, vocab, (1, length))
+        feed = {"input_ids": ids, "attention_mask": np.ones((1, length), np.int64)}
+        feed |= {"position_ids": np.arange(length)[None], "beam_idx": np.zeros(1, np.int32)}
+        start = time.perf_counter()
+        request.infer({name: value for name, value in feed.items() if name in names})
+        token = int(request.get_tensor("logits").data[0, -1].argmax())
+        ttft[length] = time.perf_counter() - start
+        if index:
+            continue
+        steps = []
+        for step in range(new_tokens):
+            position = length + step
+            feed = {"input_ids": np.array([[token]]), "attention_mask": np.ones((1, position + 1), np.int64)}
+            feed |= {"position_ids": np.array([[position]]), "beam_idx": np.zeros(1, np.int32)}
+            start = time.perf_counter()
+            request.infer({name: value for name, value in feed.items() if name in names})
+            token = int(request.get_tensor("logits").data[0, -1].argmax())
+            steps.append(time.perf_counter() - start)
+        tpot = steps
+    return {"ttft_s": ttft, "tpot_s": statistics.median(tpot)}
+
+
+def _genai_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
+    import openvino as ov
+    import openvino_genai
+
+    pipe = openvino_genai.LLMPipeline(str(ir), "CPU")
+    rng = np.random.default_rng(0)
+    ttft, tpot = {}, None
+    for index, length in enumerate(prompts):
+        config = pipe.get_generation_config()
+        config.max_new_tokens = new_tokens if index == 0 else 1
+        config.ignore_eos = True
+        config.set_eos_token_id(STOP_TOKEN)  # a random checkpoint has none, which genai rejects
+        config.stop_token_ids = {STOP_TOKEN}
+        ids = ov.Tensor(rng.integers(1, vocab, (1, length)).astype(np.int64))
+        metrics = pipe.generate(ids, config).perf_metrics
+        ttft[length] = metrics.get_ttft().mean / 1000
+        if index == 0:
+            tpot = metrics.get_tpot().mean / 1000
+    return {"ttft_s": ttft, "tpot_s": tpot}
+
+
+def measure(ir: Path, runtime: str, prompts: list[int], new_tokens: int) -> dict:
+    """Run one IR × runtime in this process (the ``--measure`` child mode)."""
+    config = json.loads((ir / "config.json").read_text())
+    vocab = config.get("text_config", config)["vocab_size"]
+    run = _infer_request_run if runtime == "infer" else _genai_run
+    run(ir, prompts[:1], 2, vocab)  # warm-up: compilation and first-inference allocations
+    return run(ir, prompts, new_tokens, vocab)
+
+
+def _child(ir: Path, runtime: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--measure", str(ir), "--runtime", runtime]
+    cmd += ["--prompts", args.prompts, "--new-tokens", str(args.new_tokens)]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return {"error": f"exit status {os.waitstatus_to_exitcode(status)}"}
+    result = json.loads(output.strip().splitlines()[-1])
+    result["ttft_s"] = {int(length): seconds for length, seconds in result["ttft_s"].items()}
+    return result | {"peak_rss": usage.ru_maxrss * 1024}
+
+
+def _plots(rows: list[dict], prompts: list[int], work_dir: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install matplotlib)")
+        return []
+    ok = [row for row in rows if "error" not in row]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for row in ok:
+        axis.plot(prompts, [row["ttft_s"][length] for length in prompts], marker="o", label=row["name"])
+    axis.set(xlabel="prompt tokens", ylabel="time to first token (s)", title="Prefill latency, batch 1, CPU")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    ttft = work_dir / "ttft.png"
+    figure.savefig(ttft, dpi=110, bbox_inches="tight")
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    names = [row["name"] for row in ok]
+    axis.bar(names, [1 / row["tpot_s"] for row in ok], color="tab:blue", label="measured")
+    axis.scatter(names, [1000 / row["floor_ms"] for row in ok], color="tab:red", zorder=3, label="bandwidth ceiling")
+    axis.set(ylabel="output tokens/s", title=f"Decode speed after a {prompts[0]}-token prompt")
+    axis.legend()
+    axis.tick_params(axis="x", rotation=20)
+    decode = work_dir / "decode.png"
+    figure.savefig(decode, dpi=110, bbox_inches="tight")
+    return [ttft, decode]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work-dir", type=Path, help="checkpoint, IRs, bench.json and plots go here")
+    parser.add_argument("--shape", default="0.8B", choices=sorted(SHAPES), help="random-weight checkpoint shape")
+    parser.add_argument("--checkpoint", type=Path, help="use this checkpoint instead of a random one")
+    parser.add_argument("--formats", default="fp16,int4", help="plugin exports to measure")
+    parser.add_argument("--ir", action="append", default=[], help="NAME=DIR: also measure this IR")
+    parser.add_argument("--runtimes", default="infer,genai", help="infer (bare InferRequest) and/or genai")
+    parser.add_argument("--prompts", default="128,512,2048", help="prompt lengths for TTFT; TPOT after the first")
+    parser.add_argument("--new-tokens", type=int, default=128, help="decode steps for TPOT")
+    parser.add_argument("--baseline", help="row name the ratios refer to (default: the first row)")
+    parser.add_argument("--quick", action="store_true", help="prompts 128,512 and 32 new tokens")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--runtime", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.prompts, args.new_tokens = "128,512", 32
+    prompts = [int(length) for length in args.prompts.split(",")]
+    if args.measure:  # child mode: one IR, one runtime, JSON on the last line of stdout
+        print(json.dumps(measure(args.measure, args.runtime, prompts, args.new_tokens)))
+        return 0
+    if args.work_dir is None:
+        parser.error("--work-dir is required")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+
+    checkpoint = args.checkpoint or build_checkpoint(args.shape, args.work_dir / f"ckpt-{args.shape}")
+    irs = {}
+    for weight_format in args.formats.split(","):
+        ir = args.work_dir / f"ir-{weight_format}"
+        if not (ir / "openvino_model.xml").is_file():
+            print(f"exporting {weight_format} ...", flush=True)
+            result = run_export(sys.executable, None, checkpoint, ir, weight_format, None, keep=True)
+            if not result["ok"]:
+                print(f"export failed, see {result['log']}")
+                return 1
+        irs[f"plugin-{weight_format}"] = ir
+    irs |= {name: Path(folder) for name, folder in (spec.split("=", 1) for spec in args.ir)}
+
+    bandwidth = measure_bandwidth()
+    print(f"read bandwidth: {bandwidth / 1e9:.1f} GB/s", flush=True)
+    rows = []
+    for name, ir in irs.items():
+        floor_ms = 1000 * bytes_per_token(ir, prompts[0] + args.new_tokens // 2) / bandwidth
+        for runtime in args.runtimes.split(","):
+            print(f"measuring {name} ({runtime}) ...", flush=True)
+            rows.append({"name": f"{name}/{runtime}", "ir": str(ir), "floor_ms": floor_ms} | _child(ir, runtime, args))
+    baseline = next((row for row in rows if row["name"] == args.baseline), rows[0])
+
+    print(f"\nratios: baseline / row, so > 1 means faster than {baseline['name']}")
+    header = "".join(f"{f'TTFT {n}':>14}" for n in prompts) + f"{'TPOT ms':>10}{'floor ms':>10}{'TPOT/floor':>11}"
+    print(f"{'row':<26}{header}{'peak RSS':>10}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['name']:<26}failed: {row['error']}")
+            continue
+        cells = ""
+        for length in prompts:
+            ratio = baseline["ttft_s"][length] / row["ttft_s"][length] if "ttft_s" in baseline else float("nan")
+            cells += f"{row['ttft_s'][length]:>8.2f}s {ratio:>4.2f}x"
+        tpot_ms = 1000 * row["tpot_s"]
+        cells += f"{tpot_ms:>10.1f}{row['floor_ms']:>10.1f}{tpot_ms / row['floor_ms']:>10.2f}x"
+        print(f"{row['name']:<26}{cells}{row['peak_rss'] / 1e9:>8.2f}GB", flush=True)
+    result = {"shape": args.shape, "prompts": prompts, "new_tokens": args.new_tokens, "bandwidth": bandwidth}
+    (args.work_dir / "bench.json").write_text(json.dumps(result | {"rows": rows}, indent=2))
+    for plot in _plots(rows, prompts, args.work_dir):
+        print(f"wrote {plot}")
+    print(f"wrote {args.work_dir / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

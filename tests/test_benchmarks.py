@@ -1,0 +1,25 @@
+"""The benchmark scripts run end to end on a tiny checkpoint (structure of their output, not speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_bench_writes_every_figure_for_every_row(text_checkpoint, tmp_path):
+    cmd = [sys.executable, str(BENCHMARKS / "bench.py"), "--work-dir", str(tmp_path), "--checkpoint"]
+    cmd += [str(text_checkpoint), "--formats", "fp16", "--prompts", "8,16", "--new-tokens", "4"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["prompts"] == [8, 16] and report["bandwidth"] > 1e8
+    assert [row["name"] for row in report["rows"]] == ["plugin-fp16/infer", "plugin-fp16/genai"]
+    for row in report["rows"]:
+        assert "error" not in row, row
+        assert set(row["ttft_s"]) == {"8", "16"} and all(seconds > 0 for seconds in row["ttft_s"].values())
+        assert 0 < row["tpot_s"] < 10 and row["floor_ms"] > 0 and row["peak_rss"] > 0
+    assert "plugin-fp16/genai" in result.stdout  # the printed table
