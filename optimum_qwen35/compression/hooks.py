@@ -8,8 +8,8 @@ Four functions are wrapped; each behaves exactly as before for any model that is
 * ``get_default_quantization_config`` (``--weight-format int4`` alone, and
   ``from_pretrained(..., quantization_config={"bits": 4})``): returns the policy's config.
 * ``optimum.intel.openvino.quantization._weight_only_quantization``: on a plugin IR, compresses
-  the embedding in row chunks first (:mod:`.embedding`), and after NNCF's INT4 pass runs the INT8
-  pass for the weights the policy keeps in INT8.
+  the vocabulary tables (embedding, untied ``lm_head``) in row chunks first (:mod:`.embedding`),
+  and after NNCF's INT4 pass runs the INT8 pass for the weights the policy keeps in INT8.
 * ``optimum.exporters.openvino.__main__._merge_move`` (the CLI's final move of a compressed
   export): replaces the output folder instead of merging into it, so no stale file survives.
 """
