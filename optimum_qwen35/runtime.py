@@ -40,11 +40,17 @@ def is_plugin_ir(model: ov.Model) -> bool:
 LOGITS_TO_KEEP = "logits_to_keep"
 
 
-def _lm_head(model: ov.Model) -> ov.Node | None:
-    """The MatMul that produces ``logits`` (through Converts), if there is one."""
-    node = model.output("logits").get_node().input_value(0).get_node()
+def through_converts(output: ov.Output) -> ov.Node:
+    """The node producing ``output`` once any chain of Converts in front of it is skipped."""
+    node = output.get_node()
     while node.get_type_name() == "Convert":
         node = node.input_value(0).get_node()
+    return node
+
+
+def lm_head(model: ov.Model) -> ov.Node | None:
+    """The MatMul that produces ``logits`` (through Converts), if there is one."""
+    node = through_converts(model.output("logits").get_node().input_value(0))
     return node if node.get_type_name() == "MatMul" else None
 
 
@@ -55,13 +61,13 @@ def with_logits_to_keep(model: ov.Model) -> ov.Model:
     ``logits`` becomes ``[B, k, vocab]``; ``k = 0`` keeps every position, as in transformers.
     """
     model = model.clone()
-    lm_head = _lm_head(model)
+    matmul = lm_head(model)
     keep = ops.parameter([], np.int64, LOGITS_TO_KEEP)
     keep.output(0).get_tensor().set_names({LOGITS_TO_KEEP})
     start = ops.unsqueeze(ops.negative(keep), ops.constant(0, np.int64))  # -0 == 0: every position
     end = ops.constant([np.iinfo(np.int64).max], np.int64)
     one = ops.constant([1], np.int64)
-    lm_head.input(0).replace_source_output(ops.slice(lm_head.input_value(0), start, end, one, one).output(0))
+    matmul.input(0).replace_source_output(ops.slice(matmul.input_value(0), start, end, one, one).output(0))
     model.add_parameters([keep])
     model.validate_nodes_and_infer_types()
     return model
@@ -147,7 +153,7 @@ def install() -> None:
             # Same constructor (the hybrid class only adds bookkeeping lists), so switching the
             # class keeps everything optimum-intel set up.
             model.__class__ = OVQwen35ForCausalLM
-            if not model._compile_only and _lm_head(model.model) is not None:
+            if not model._compile_only and lm_head(model.model) is not None:
                 model.input_names[LOGITS_TO_KEEP] = len(model.input_names)
                 model.input_dtypes[LOGITS_TO_KEEP] = "i64"
         if compile:

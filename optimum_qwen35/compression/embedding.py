@@ -16,12 +16,16 @@ tables already done it would pick two other layers, so the INT4 pass then runs w
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import nncf
 import numpy as np
 import openvino as ov
 import openvino.opset14 as ops
+
+from ..runtime import lm_head, through_converts
+from .policy import config_value
 
 #: f32 bytes of embedding compressed at a time (NNCF needs about twice that while it works). Fewer,
 #: larger chunks are faster: each chunk is one NNCF call with its own compiled helper models.
@@ -34,14 +38,10 @@ def embedding_constant(model: ov.Model) -> ov.Node | None:
     for node in model.get_ordered_ops():
         if node.get_type_name() != "Gather":
             continue
-        indices = node.input_value(1).get_node()
-        while indices.get_type_name() == "Convert":
-            indices = indices.input_value(0).get_node()
+        indices = through_converts(node.input_value(1))
         if indices.get_type_name() != "Parameter" or "input_ids" not in indices.output(0).get_names():
             continue
-        table = node.input_value(0).get_node()
-        while table.get_type_name() == "Convert":
-            table = table.input_value(0).get_node()
+        table = through_converts(node.input_value(0))
         if table.get_type_name() == "Constant" and table.get_element_type() in _FLOAT_TYPES:
             return table
     return None
@@ -53,10 +53,7 @@ def embedding_mode(config: Any) -> nncf.CompressWeightsMode | None:
     INT4 configs give the embedding NNCF's backup precision unless ``all_layers`` is set; INT8
     configs compress it like every other weight. Data-aware configs are left to NNCF.
     """
-
-    def get(name: str):
-        return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
-
+    get = functools.partial(config_value, config)
     if get("dataset") is not None or get("bits") not in (4, 8):
         return None
     if get("bits") == 8:
@@ -92,14 +89,10 @@ def _constants(output: ov.Output) -> list[ov.Node]:
 
 def lm_head_constant(model: ov.Model) -> ov.Node | None:
     """The float weight Constant of the MatMul producing ``logits``, if there is one."""
-    node = model.output("logits").get_node().input_value(0).get_node()
-    while node.get_type_name() == "Convert":
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "MatMul":
+    matmul = lm_head(model)
+    if matmul is None:
         return None
-    weight = node.input_value(1).get_node()
-    while weight.get_type_name() == "Convert":
-        weight = weight.input_value(0).get_node()
+    weight = through_converts(matmul.input_value(1))
     return weight if weight.get_type_name() == "Constant" and weight.get_element_type() in _FLOAT_TYPES else None
 
 

@@ -68,10 +68,6 @@ def check_tokenizer(model_name_or_path: Any) -> None:
         )
 
 
-def _get(config: Any, name: str) -> Any:
-    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
-
-
 def with_all_layers(config: Any) -> Any:
     """A copy of an INT4 weight config with ``all_layers`` set: NNCF must not pick new "first and last"
     layers for its backup precision once the vocabulary tables it would have picked are compressed."""
@@ -113,7 +109,8 @@ def install(model_types: set[str]) -> None:
         def _weight_only_quantization(model, quantization_config, *args, **kwargs):
             mode = embedding_mode(quantization_config) if is_plugin_ir(model) else None
             # Before NNCF, which would hold each whole vocabulary table in f32 several times.
-            if mode is not None and compress_vocabulary_tables(model, mode) and _get(quantization_config, "bits") == 4:
+            tables_compressed = mode is not None and compress_vocabulary_tables(model, mode)
+            if tables_compressed and policy.config_value(quantization_config, "bits") == 4:
                 quantization_config = with_all_layers(quantization_config)
             compressed = original(model, quantization_config, *args, **kwargs)
             if is_plugin_ir(compressed):

@@ -179,10 +179,14 @@ def resolve_weight_config(config: dict[str, Any], text_config: dict[str, Any], u
     return config
 
 
+def config_value(config: Any, name: str) -> Any:
+    """``name`` of a weight config given as a dict or as an optimum-intel config object (None if absent)."""
+    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+
 def int8_patterns(config: Any) -> list[str]:
     """The policy patterns in a weight config's ignored scope: weights to put in INT8 afterwards."""
-    scope = config.get("ignored_scope") if isinstance(config, dict) else getattr(config, "ignored_scope", None)
+    scope = config_value(config, "ignored_scope")
     if scope is None:
         return []
-    patterns = scope.get("patterns", []) if isinstance(scope, dict) else getattr(scope, "patterns", [])
-    return [p for p in patterns or [] if p in INT8_PATTERNS]
+    return [p for p in config_value(scope, "patterns") or [] if p in INT8_PATTERNS]
