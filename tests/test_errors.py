@@ -51,6 +51,16 @@ def test_truncated_weights_are_reported(broken_copy, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_python_main_export_checks_before_exporting(broken_copy, tmp_path):
+    from optimum.exporters.openvino import main_export
+
+    weights = broken_copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match="truncated.*Fix: re-download"):
+        main_export(str(broken_copy), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_weights_are_reported(broken_copy, tmp_path):
     (broken_copy / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no model.safetensors.*Fix"):

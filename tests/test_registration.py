@@ -37,6 +37,18 @@ def test_register_is_idempotent():
     assert _config_class("qwen3_5_text", "text-generation-with-past") is Qwen35TextOpenVINOConfig
 
 
+def test_every_import_of_main_export_is_the_hook():
+    # `from optimum.exporters.openvino import main_export` (documented) and the binding
+    # OVModelForCausalLM.from_pretrained(export=True) calls must not bypass the plugin's checks.
+    import optimum.exporters.openvino as ov_exporters
+    import optimum.intel.openvino.modeling_base as modeling_base
+    import optimum.intel.openvino.modeling_decoder as modeling_decoder
+
+    for module in (ov_exporters, modeling_decoder, modeling_base):
+        assert module.main_export is ov_main.main_export, module.__name__
+    assert ov_main.main_export.__wrapped__ is not ov_main.main_export
+
+
 def test_task_inference(composite_checkpoint, tmp_path):
     assert ov_main.infer_task("auto", str(composite_checkpoint)) == "text-generation-with-past"
     # An explicit task is kept.

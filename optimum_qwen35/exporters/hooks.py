@@ -7,8 +7,10 @@ need changing for Qwen3.5 while every other model must stay untouched:
   ``text-generation-with-past`` (what ``LLMPipeline`` loads), not as a vision-language model;
   an explicit ``--task image-text-to-text`` still gets optimum-intel's VLM export.
 * ``main_export``: environment and checkpoint checks before any heavy work, a staged output
-  folder so that a failed export leaves nothing behind, and zero-copy loading of local
-  checkpoints (``loading.py``).
+  folder so that a failed export leaves nothing behind, zero-copy loading of local checkpoints
+  (``loading.py``) and a progress bar. optimum re-exports ``main_export`` (``from optimum.exporters.openvino import
+  main_export``, which ``OVModelForCausalLM.from_pretrained(export=True)`` calls), so every
+  module-level binding of the original is rebound to the hook.
 * ``patch_stateful``: our stateful step (dtype normalisation first) for our IRs.
 
 Each hook calls the original function for anything that is not a Qwen3.5 text export.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,17 @@ def wrap(module: Any, name: str, make: Callable[[Callable], Callable]) -> None:
     setattr(module, name, wrapper)
 
 
+def rebind_imports(module: Any, name: str) -> None:
+    """Point every imported ``optimum`` module's own binding of ``module.name``'s original (made by
+    ``from ... import name`` before :func:`wrap`) at the wrapper. Modules imported later bind the
+    wrapper through the package attribute, which is rebound here too."""
+    wrapper = getattr(module, name)
+    original = getattr(wrapper, _WRAPPED)
+    for loaded in list(sys.modules.values()):
+        if getattr(loaded, "__name__", "").startswith("optimum.") and getattr(loaded, name, None) is original:
+            setattr(loaded, name, wrapper)
+
+
 def install(model_types: set[str]) -> None:
     """Install the three hooks for checkpoints whose model type is in ``model_types``."""
 
@@ -111,4 +125,5 @@ def install(model_types: set[str]) -> None:
 
     wrap(ov_main, "infer_task", make_infer_task)
     wrap(ov_main, "main_export", make_main_export)
+    rebind_imports(ov_main, "main_export")
     wrap(ov_convert, "patch_stateful", make_patch_stateful)
