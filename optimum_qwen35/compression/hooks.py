@@ -9,7 +9,8 @@ Four functions are wrapped; each behaves exactly as before for any model that is
   ``from_pretrained(..., quantization_config={"bits": 4})``): returns the policy's config.
 * ``optimum.intel.openvino.quantization._weight_only_quantization``: on a plugin IR, compresses
   the vocabulary tables (embedding, untied ``lm_head``) in row chunks first (:mod:`.embedding`),
-  and after NNCF's INT4 pass runs the INT8 pass for the weights the policy keeps in INT8.
+  and after NNCF's INT4 pass runs the INT8 pass for the weights the policy keeps in INT8; pages of
+  the IR's mapped ``.bin`` are released as they are read (:mod:`..exporters.page_release`).
 * ``optimum.exporters.openvino.__main__._merge_move`` (the CLI's final move of a compressed
   export): replaces the output folder instead of merging into it, so no stale file survives.
 """
@@ -29,6 +30,7 @@ import optimum.intel.openvino.quantization as ov_quantization
 from ..errors import CalibrationDataError
 from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.output_dir import check_output, overwrite_requested, replace_folder
+from ..exporters.page_release import released_file_pages
 from ..runtime import is_plugin_ir
 from . import policy
 from .embedding import compress_vocabulary_tables, embedding_mode
@@ -107,15 +109,18 @@ def install(model_types: set[str]) -> None:
 
     def make_weight_only_quantization(original):
         def _weight_only_quantization(model, quantization_config, *args, **kwargs):
-            mode = embedding_mode(quantization_config) if is_plugin_ir(model) else None
-            # Before NNCF, which would hold each whole vocabulary table in f32 several times.
-            tables_compressed = mode is not None and compress_vocabulary_tables(model, mode)
-            if tables_compressed and policy.config_value(quantization_config, "bits") == 4:
-                quantization_config = with_all_layers(quantization_config)
-            compressed = original(model, quantization_config, *args, **kwargs)
-            if is_plugin_ir(compressed):
+            if not is_plugin_ir(model):
+                return original(model, quantization_config, *args, **kwargs)
+            # The IR's weights are read through its file mapping: keep read pages out of RSS.
+            with released_file_pages():
+                mode = embedding_mode(quantization_config)
+                # Before NNCF, which would hold each whole vocabulary table in f32 several times.
+                tables_compressed = mode is not None and compress_vocabulary_tables(model, mode)
+                if tables_compressed and policy.config_value(quantization_config, "bits") == 4:
+                    quantization_config = with_all_layers(quantization_config)
+                compressed = original(model, quantization_config, *args, **kwargs)
                 compress_int8(compressed, policy.int8_patterns(quantization_config))
-            return compressed
+                return compressed
 
         return _weight_only_quantization
 

@@ -8,7 +8,8 @@ need changing for Qwen3.5 while every other model must stay untouched:
   an explicit ``--task image-text-to-text`` still gets optimum-intel's VLM export.
 * ``main_export``: environment and checkpoint checks before any heavy work, a staged output
   folder so that a failed export leaves nothing behind, zero-copy loading of local checkpoints
-  (``loading.py``) and a progress bar. optimum re-exports ``main_export`` (``from optimum.exporters.openvino import
+  (``loading.py``), mapped weight pages released as they are read (``page_release.py``) and a
+  progress bar. optimum re-exports ``main_export`` (``from optimum.exporters.openvino import
   main_export``, which ``OVModelForCausalLM.from_pretrained(export=True)`` calls), so every
   module-level binding of the original is rebound to the hook.
 * ``patch_stateful``: our stateful step (dtype normalisation first) for our IRs.
@@ -34,6 +35,7 @@ from ..checkpoint import is_qwen35_config, validate_local_checkpoint
 from ..versions import check_environment
 from .loading import zero_copy_loading
 from .output_dir import overwrite_requested, staged_output
+from .page_release import released_file_pages
 from .progress import advance, export_progress
 from .stateful import make_hybrid_stateful
 
@@ -109,6 +111,7 @@ def install(model_types: set[str]) -> None:
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),
                 zero_copy_loading(model_name_or_path),
+                released_file_pages(),
             ):
                 return original(model_name_or_path, staging, task, *args, **kwargs)
 

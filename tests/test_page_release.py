@@ -1,0 +1,81 @@
+"""Releasing mapped weight pages shrinks the resident set and never changes a byte the process sees."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from optimum_qwen35.exporters.page_release import release_weight_pages, released_file_pages
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page release is Linux-only")
+
+SIZE = 32 * 2**20  # bytes per file
+
+
+def resident_bytes(path: Path) -> int:
+    """Resident bytes of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, current = 0, None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+            current = fields[5] if len(fields) > 5 else None
+        elif fields[0] == "Rss:" and current == str(path):
+            total += int(fields[1]) * 1024
+    return total
+
+
+def write(path: Path) -> np.ndarray:
+    values = np.random.default_rng(len(path.name)).standard_normal(SIZE // 4).astype(np.float32)
+    values.tofile(path)
+    return values
+
+
+def test_release_drops_pages_of_both_mapping_kinds_and_keeps_their_contents(tmp_path):
+    # OpenVINO maps an IR's .bin read-only and shared; safetensors' torch tensors are private
+    # writable mappings (torch.UntypedStorage.from_file(shared=False)).
+    ir_bin, checkpoint = tmp_path / "openvino_model.bin", tmp_path / "model.safetensors"
+    ir_values, checkpoint_values = write(ir_bin), write(checkpoint)
+    ir_mapped = np.memmap(ir_bin, dtype=np.float32, mode="r")
+    storage = torch.UntypedStorage.from_file(str(checkpoint), shared=False, nbytes=SIZE)
+    checkpoint_mapped = torch.tensor([], dtype=torch.float32).set_(storage)
+    checkpoint_mapped[12345] = 42.0  # a private modification must survive the release
+    assert float(ir_mapped.sum(dtype=np.float64)) == pytest.approx(float(ir_values.sum(dtype=np.float64)))
+    assert float(checkpoint_mapped.sum()) != 0.0  # reads every page
+    assert resident_bytes(ir_bin) > SIZE * 0.9 and resident_bytes(checkpoint) > SIZE * 0.9
+
+    assert release_weight_pages()
+
+    assert resident_bytes(ir_bin) < SIZE * 0.05
+    # What stays is the privately modified page (up to a 2 MiB transparent huge page).
+    assert resident_bytes(checkpoint) < SIZE * 0.05 + 2 * 2**20
+    np.testing.assert_array_equal(np.asarray(ir_mapped), ir_values)
+    expected = checkpoint_values.copy()
+    expected[12345] = 42.0
+    np.testing.assert_array_equal(checkpoint_mapped.numpy(), expected)
+
+
+def test_context_manager_releases_pages_read_inside_it(tmp_path):
+    path = tmp_path / "weights.bin"
+    values = write(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r")
+    with released_file_pages(interval=0.05):
+        total = float(mapped.sum(dtype=np.float64))
+        deadline = time.monotonic() + 5
+        while resident_bytes(path) > SIZE * 0.05 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert resident_bytes(path) < SIZE * 0.05
+    assert total == pytest.approx(float(values.sum(dtype=np.float64)))
+
+
+def test_other_files_are_left_alone(tmp_path):
+    path = tmp_path / "weights.npy"  # not a weight suffix: the exporter never maps such files
+    write(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r")
+    float(mapped.sum(dtype=np.float64))
+    assert release_weight_pages()
+    assert resident_bytes(path) > SIZE * 0.9
