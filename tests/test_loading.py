@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from optimum_qwen35.exporters import loading
 from optimum_qwen35.exporters.loading import load_for_export
 
 
@@ -43,7 +45,10 @@ def test_parameters_are_views_of_the_mapped_files(composite_checkpoint):
     assert model.generation_config.eos_token_id is not None
 
 
-def test_requested_16_bit_dtype_is_converted_without_a_mapping(text_checkpoint):
+@pytest.mark.parametrize("chunk_bytes", [loading.CHUNK_BYTES, 96])
+def test_requested_16_bit_dtype_is_converted_without_a_mapping(text_checkpoint, chunk_bytes, monkeypatch):
+    # 96 bytes: every tensor is converted in several chunks through the reused buffer, the last one partial.
+    monkeypatch.setattr(loading, "CHUNK_BYTES", chunk_bytes)
     model = load_for_export(text_checkpoint, torch.float16)
     assert {parameter.dtype for parameter in model.parameters()} == {torch.float16}
     ranges = _mapped_ranges(text_checkpoint)

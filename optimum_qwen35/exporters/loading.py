@@ -43,14 +43,29 @@ def weight_files(folder: Path) -> list[Path]:
     return [folder / SINGLE_FILE] if (folder / SINGLE_FILE).is_file() else []
 
 
-def _read(file: Path, data_start: int, entry: dict) -> torch.Tensor:
-    """One tensor read with plain file reads (no mapping left behind)."""
-    start, end = entry["data_offsets"]
-    tensor = torch.empty(entry["shape"], dtype=_FLOAT_DTYPES[entry["dtype"]])
+#: Bytes read per step when a tensor is converted on load (the size of the one reused buffer).
+CHUNK_BYTES = 16 * 2**20
+
+
+def _read_converted(file: Path, data_start: int, entry: dict, dtype: torch.dtype, buffer: torch.Tensor) -> torch.Tensor:
+    """One tensor read with plain file reads and converted to ``dtype``, chunk by chunk.
+
+    The stored bytes go through ``buffer`` (``CHUNK_BYTES`` of uint8, reused for every tensor):
+    a temporary copy per tensor would be freed right after and, below glibc's mmap threshold,
+    leave the heap fragmented — 1.4 GB of resident but unused memory on the 2B shape.
+    """
+    stored = _FLOAT_DTYPES[entry["dtype"]]
+    out = torch.empty(entry["shape"], dtype=dtype)
+    flat = out.reshape(-1)
+    step = buffer.numel() // stored.itemsize
     with file.open("rb") as handle:
-        handle.seek(data_start + start)
-        handle.readinto(tensor.reshape(-1).view(torch.uint8).numpy()[: end - start])
-    return tensor
+        handle.seek(data_start + entry["data_offsets"][0])
+        for begin in range(0, flat.numel(), step):
+            count = min(step, flat.numel() - begin)
+            chunk = buffer[: count * stored.itemsize]
+            handle.readinto(chunk.numpy())
+            flat[begin : begin + count].copy_(chunk.view(stored))
+    return out
 
 
 def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -60,6 +75,7 @@ def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> 
     here, one at a time, instead of being mapped; other dtype changes are left to transformers.
     """
     state: dict[str, torch.Tensor] = {}
+    buffer = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
     files = weight_files(folder)
     for file in tqdm(files, desc="Mapping weights", unit="file", leave=False):
         mapped = safe_open(str(file), framework="pt")
@@ -67,7 +83,7 @@ def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> 
         for name, entry in header.items():
             stored = _FLOAT_DTYPES.get(entry["dtype"])
             if dtype in _HALF and stored in _HALF and stored != dtype:
-                state[name] = _read(file, data_start, entry).to(dtype)
+                state[name] = _read_converted(file, data_start, entry, dtype, buffer)
             else:
                 state[name] = mapped.get_tensor(name)
     return state
