@@ -4,7 +4,11 @@ Builds (or takes) a random-weight checkpoint of a full-size Qwen3.5 shape, expor
 plugin for each ``--formats`` entry (extra IRs, e.g. upstream optimum-intel's exported in another
 venv, come in with ``--ir NAME=DIR``), and measures each IR in a child process of its own:
 
-* ``infer``: a bare ``InferRequest`` loop — prefill of the prompt, then greedy decode steps;
+* ``infer``: a bare ``InferRequest`` loop — prefill of the prompt, then greedy decode steps; the
+  IR's contract, so logits for every prompt position;
+* ``optimum``: ``OVModelForCausalLM.generate`` — the plugin's runtime for plugin IRs (logits for
+  the last prompt position only), optimum-intel's own for other IRs; TTFT is ``generate`` of one
+  token, TPOT the extra time of ``--new-tokens`` tokens per token;
 * ``genai``: ``openvino_genai.LLMPipeline`` with its own perf metrics (TTFT, TPOT).
 
 Time to first token (TTFT) is measured for every ``--prompts`` length, time per output token
@@ -38,28 +42,45 @@ from export_memory import SHAPES, build_checkpoint, run_export
 STOP_TOKEN = 0  # random checkpoints have no real EOS; generation runs to max_new_tokens (ignore_eos)
 
 
-def measure_bandwidth(gigabytes: float = 1.0, repeats: int = 5) -> float:
-    """Read bandwidth in bytes/s: the faster of numpy (one thread) and OpenVINO's CPU plugin (all its
-    threads) summing a ``gigabytes`` f32 array, median of ``repeats``. The faster one gives the
-    stricter floor."""
+def measure_bandwidth(gigabytes: float = 1.0, repeats: int = 5) -> dict[str, float]:
+    """Read bandwidth in bytes/s by three probes over ``gigabytes`` of data, median of ``repeats``:
+
+    * ``numpy``: one thread summing an f32 array;
+    * ``reduce``: OpenVINO's CPU plugin (all its threads) summing the same array;
+    * ``matvec``: the CPU plugin multiplying one f32 row by an f32 weight matrix — the decode
+      kernel's own access pattern (``FullyConnected``), which reads faster than a reduction here.
+
+    The fastest probe is the machine's bandwidth for the floor (the stricter floor)."""
     import openvino as ov
     import openvino.opset14 as ops
 
+    core, config = ov.Core(), {"INFERENCE_PRECISION_HINT": "f32"}
     data = np.ones(int(gigabytes * 2**30) // 4, np.float32)
     values = ops.parameter([data.size], np.float32, "values")
-    model = ov.Model([ops.reduce_sum(values, ops.constant([0], np.int64))], [values])
-    request = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    reduce = ov.Model([ops.reduce_sum(values, ops.constant([0], np.int64))], [values])
+    reduce_request = core.compile_model(reduce, "CPU", config).create_infer_request()
     tensor = ov.Tensor(data, shared_memory=True)
-    best = []
-    for run in (data.sum, lambda: request.infer([tensor], share_inputs=True)):
+    columns = 4096
+    weight = data.reshape(-1, columns)  # f32 weights: no conversion inside the kernel
+    row = ops.parameter([1, columns], np.float32, "row")
+    matvec = ov.Model([ops.matmul(row, ops.constant(weight, shared_memory=True), False, True)], [row])
+    matvec_request = core.compile_model(matvec, "CPU", config).create_infer_request()
+    one_row = np.ones((1, columns), np.float32)
+    probes = {
+        "numpy": (data.sum, data.nbytes),
+        "reduce": (lambda: reduce_request.infer([tensor], share_inputs=True), data.nbytes),
+        "matvec": (lambda: matvec_request.infer([one_row]), weight.nbytes),
+    }
+    rates = {}
+    for name, (run, nbytes) in probes.items():
         run()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             run()
             times.append(time.perf_counter() - start)
-        best.append(statistics.median(times))
-    return data.nbytes / min(best)
+        rates[name] = nbytes / statistics.median(times)
+    return rates
 
 
 def bytes_per_token(ir: Path, context: int) -> int:
@@ -130,11 +151,37 @@ def _genai_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> dic
     return {"ttft_s": ttft, "tpot_s": tpot}
 
 
+def _optimum_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
+    """``OVModelForCausalLM.generate`` as users call it: the plugin's runtime for plugin IRs (last
+    position logits in prefill), optimum-intel's own class for any other IR."""
+    import torch
+    from optimum.intel import OVModelForCausalLM
+
+    import optimum_qwen35  # noqa: F401  (routes plugin IRs to the plugin's runtime class)
+
+    model = OVModelForCausalLM.from_pretrained(ir)
+    rng = np.random.default_rng(0)
+    ttft, tpot = {}, None
+
+    def generate(ids: torch.Tensor, count: int) -> float:
+        start = time.perf_counter()
+        mask = torch.ones_like(ids)
+        model.generate(ids, attention_mask=mask, max_new_tokens=count, min_new_tokens=count, do_sample=False)
+        return time.perf_counter() - start
+
+    for index, length in enumerate(prompts):
+        ids = torch.from_numpy(rng.integers(1, vocab, (1, length)))
+        ttft[length] = generate(ids, 1)
+        if index == 0:
+            tpot = (generate(ids, new_tokens) - ttft[length]) / (new_tokens - 1)
+    return {"ttft_s": ttft, "tpot_s": tpot}
+
+
 def measure(ir: Path, runtime: str, prompts: list[int], new_tokens: int) -> dict:
     """Run one IR × runtime in this process (the ``--measure`` child mode)."""
     config = json.loads((ir / "config.json").read_text())
     vocab = config.get("text_config", config)["vocab_size"]
-    run = _infer_request_run if runtime == "infer" else _genai_run
+    run = {"infer": _infer_request_run, "genai": _genai_run, "optimum": _optimum_run}[runtime]
     run(ir, prompts[:1], 2, vocab)  # warm-up: compilation and first-inference allocations
     return run(ir, prompts, new_tokens, vocab)
 
@@ -189,7 +236,9 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, help="use this checkpoint instead of a random one")
     parser.add_argument("--formats", default="fp16,int4", help="plugin exports to measure")
     parser.add_argument("--ir", action="append", default=[], help="NAME=DIR: also measure this IR")
-    parser.add_argument("--runtimes", default="infer,genai", help="infer (bare InferRequest) and/or genai")
+    parser.add_argument(
+        "--runtimes", default="infer,optimum,genai", help="infer (InferRequest), optimum (OVModelForCausalLM), genai"
+    )
     parser.add_argument("--prompts", default="128,512,2048", help="prompt lengths for TTFT; TPOT after the first")
     parser.add_argument("--new-tokens", type=int, default=128, help="decode steps for TPOT")
     parser.add_argument("--baseline", help="row name the ratios refer to (default: the first row)")
@@ -220,8 +269,9 @@ def main() -> int:
         irs[f"plugin-{weight_format}"] = ir
     irs |= {name: Path(folder) for name, folder in (spec.split("=", 1) for spec in args.ir)}
 
-    bandwidth = measure_bandwidth()
-    print(f"read bandwidth: {bandwidth / 1e9:.1f} GB/s", flush=True)
+    probes = measure_bandwidth()
+    bandwidth = max(probes.values())
+    print("read bandwidth: " + ", ".join(f"{name} {rate / 1e9:.1f} GB/s" for name, rate in probes.items()), flush=True)
     rows = []
     for name, ir in irs.items():
         floor_ms = 1000 * bytes_per_token(ir, prompts[0] + args.new_tokens // 2) / bandwidth
@@ -245,6 +295,7 @@ def main() -> int:
         cells += f"{tpot_ms:>10.1f}{row['floor_ms']:>10.1f}{tpot_ms / row['floor_ms']:>10.2f}x"
         print(f"{row['name']:<26}{cells}{row['peak_rss'] / 1e9:>8.2f}GB", flush=True)
     result = {"shape": args.shape, "prompts": prompts, "new_tokens": args.new_tokens, "bandwidth": bandwidth}
+    result["bandwidth_probes"] = probes
     (args.work_dir / "bench.json").write_text(json.dumps(result | {"rows": rows}, indent=2))
     for plot in _plots(rows, prompts, args.work_dir):
         print(f"wrote {plot}")

@@ -16,8 +16,10 @@ def test_bench_writes_every_figure_for_every_row(text_checkpoint, tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["prompts"] == [8, 16] and report["bandwidth"] > 1e8
-    assert [row["name"] for row in report["rows"]] == ["plugin-fp16/infer", "plugin-fp16/genai"]
+    assert report["prompts"] == [8, 16] and report["bandwidth"] == max(report["bandwidth_probes"].values()) > 1e8
+    assert set(report["bandwidth_probes"]) == {"numpy", "reduce", "matvec"}
+    runtimes = ["infer", "optimum", "genai"]
+    assert [row["name"] for row in report["rows"]] == [f"plugin-fp16/{runtime}" for runtime in runtimes]
     for row in report["rows"]:
         assert "error" not in row, row
         assert set(row["ttft_s"]) == {"8", "16"} and all(seconds > 0 for seconds in row["ttft_s"].values())
