@@ -1,0 +1,135 @@
+"""Where an IR spends its time on CPU: OpenVINO ``PERF_COUNT`` per node type, prefill and decode.
+
+Compiles the IR with ``PERF_COUNT`` and a ``logits_to_keep`` input (any IR whose ``logits`` come
+from a MatMul; logits for the last prompt position only, as ``LLMPipeline`` and the plugin's
+``OVModelForCausalLM`` run it, so IRs of other exporters compare like for like), runs one prefill
+of ``--prompt`` tokens and ``--steps`` decode steps, and prints the time of each (node type,
+kernel) pair for the prefill and for the last decode step, largest first. With
+``--nodes TYPE`` it also lists the slowest nodes of that type with their producer and consumers,
+which is how layout churn (``Transpose``/``Reorder``) is traced back to the graph.
+
+    python benchmarks/profile_ops.py IR_DIR --prompt 512 --steps 8
+    python benchmarks/profile_ops.py IR_DIR --nodes Transpose --nodes Reorder
+
+The CPU plugin reports each node's *mean* time over every inference so far, so the time of the
+n-th inference is recovered as ``n * mean_n - (n - 1) * mean_(n-1)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import numpy as np
+
+
+def _feed(names: set[str], ids: np.ndarray, past: int) -> dict[str, np.ndarray]:
+    length = ids.shape[1]
+    feed = {"input_ids": ids, "attention_mask": np.ones((1, past + length), np.int64)}
+    feed |= {"position_ids": np.arange(past, past + length)[None], "beam_idx": np.zeros(1, np.int32)}
+    feed["logits_to_keep"] = np.array(1, np.int64)
+    return {name: value for name, value in feed.items() if name in names}
+
+
+class Profiler:
+    """One compiled IR and its request; :meth:`run` returns the per-node times of one inference."""
+
+    def __init__(self, ir: str, config: dict[str, str]):
+        import openvino as ov
+
+        from optimum_qwen35.runtime import lm_head, with_logits_to_keep
+
+        core = ov.Core()
+        model = core.read_model(f"{ir}/openvino_model.xml")
+        if lm_head(model) is not None:
+            model = with_logits_to_keep(model)
+        self.compiled = core.compile_model(model, "CPU", {"PERF_COUNT": "YES"} | config)
+        self.names = {name for port in self.compiled.inputs for name in port.get_names()}
+        self.request = self.compiled.create_infer_request()
+        self.count = 0
+        self.means = self._means()
+
+    def _means(self) -> dict[str, tuple[str, str, float]]:
+        return {
+            info.node_name: (info.node_type, info.exec_type, info.real_time.total_seconds() * 1000)
+            for info in self.request.profiling_info
+        }
+
+    def run(self, ids: np.ndarray, past: int) -> tuple[float, dict[str, tuple[str, str, float]]]:
+        """Wall time (s) and ``{node: (type, kernel, ms)}`` of one inference."""
+        start = time.perf_counter()
+        self.request.infer(_feed(self.names, ids, past))
+        wall = time.perf_counter() - start
+        self.count += 1
+        means, previous = self._means(), self.means
+        self.means = means
+        count = self.count
+        times = {}
+        for name, (kind, kernel, mean) in means.items():
+            before = previous.get(name, (kind, kernel, 0.0))[2]
+            times[name] = (kind, kernel, max(0.0, count * mean - (count - 1) * before))
+        return wall, times
+
+
+def by_type(times: dict[str, tuple[str, str, float]]) -> list[tuple[str, str, float, int]]:
+    """``[(type, kernel, ms, nodes)]`` summed over nodes, largest first."""
+    groups: dict[tuple[str, str], list] = collections.defaultdict(lambda: [0.0, 0])
+    for kind, kernel, ms in times.values():
+        if ms > 0:
+            groups[(kind, kernel)][0] += ms
+            groups[(kind, kernel)][1] += 1
+    return sorted(((k, e, ms, n) for (k, e), (ms, n) in groups.items()), key=lambda row: -row[2])
+
+
+def print_table(title: str, wall: float, times: dict, top: int) -> None:
+    rows = by_type(times)
+    total = sum(row[2] for row in rows)
+    print(f"\n{title}: wall {1000 * wall:.1f} ms, nodes {total:.1f} ms")
+    print(f"{'node type':<40}{'kernel':<24}{'ms':>10}{'share':>8}{'nodes':>7}")
+    for kind, kernel, ms, nodes in rows[:top]:
+        print(f"{kind:<40}{kernel:<24}{ms:>10.2f}{100 * ms / total:>7.1f}%{nodes:>7}")
+
+
+def print_nodes(profiler: Profiler, times: dict, kind: str, top: int) -> None:
+    runtime = {node.get_friendly_name(): node for node in profiler.compiled.get_runtime_model().get_ordered_ops()}
+    rows = sorted(((ms, name) for name, (k, _, ms) in times.items() if k == kind), reverse=True)[:top]
+    print(f"\nslowest {kind} nodes in the prefill:")
+    for ms, name in rows:
+        node = runtime[name]
+        source = node.input_value(0).get_node().get_friendly_name()
+        targets = [port.get_node().get_friendly_name() for port in node.output(0).get_target_inputs()]
+        print(f"{ms:8.2f} ms  {name}  {node.get_output_partial_shape(0)}  <- {source}  -> {targets}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("ir", help="exported folder (openvino_model.xml)")
+    parser.add_argument("--prompt", type=int, default=512, help="prefill length")
+    parser.add_argument("--steps", type=int, default=8, help="decode steps after the prefill")
+    parser.add_argument("--top", type=int, default=15, help="rows per table")
+    parser.add_argument("--nodes", action="append", default=[], help="also list the slowest nodes of this type")
+    parser.add_argument("--config", action="append", default=[], help="KEY=VALUE compile property, repeatable")
+    args = parser.parse_args()
+
+    profiler = Profiler(args.ir, dict(item.split("=", 1) for item in args.config))
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(1, 1000, (1, args.prompt))
+    # Warm-up: first-inference allocations and the shapes of both phases.
+    profiler.run(prompt, 0)
+    profiler.run(np.array([[5]]), args.prompt)
+    profiler.request.reset_state()
+    wall, prefill = profiler.run(prompt, 0)
+    print_table(f"prefill of {args.prompt} tokens", wall, prefill, args.top)
+    for kind in args.nodes:  # before decoding: the runtime model reports the last inference's shapes
+        print_nodes(profiler, prefill, kind, args.top)
+    walls = []
+    for step in range(args.steps):
+        wall, decode = profiler.run(np.array([[5]]), args.prompt + step)
+        walls.append(wall)
+    title = f"decode step (median wall of {args.steps}: {1000 * np.median(walls):.1f} ms)"
+    print_table(title, walls[-1], decode, args.top)
+
+
+if __name__ == "__main__":
+    main()
