@@ -9,7 +9,9 @@ venv, come in with ``--ir NAME=DIR``), and measures each IR in a child process o
 * ``optimum``: ``OVModelForCausalLM.generate`` — the plugin's runtime for plugin IRs (logits for
   the last prompt position only), optimum-intel's own for other IRs; TTFT is ``generate`` of one
   token, TPOT the extra time of ``--new-tokens`` tokens per token;
-* ``genai``: ``openvino_genai.LLMPipeline`` with its own perf metrics (TTFT, TPOT).
+* ``genai``: ``openvino_genai.LLMPipeline`` with its own perf metrics (TTFT, TPOT), default
+  backend (continuous batching, paged attention, on CPU);
+* ``genai-sdpa``: the same with ``ATTENTION_BACKEND="SDPA"`` (the stateful pipeline).
 
 Time to first token (TTFT) is measured for every ``--prompts`` length, time per output token
 (TPOT) over ``--new-tokens`` tokens after the first prompt, plus the child's peak RSS. Every figure
@@ -28,6 +30,7 @@ work dir. Speed does not depend on weight values, so random weights measure the 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -130,11 +133,11 @@ def _infer_request_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int
     return {"ttft_s": ttft, "tpot_s": statistics.median(tpot)}
 
 
-def _genai_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
+def _genai_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int, **properties: str) -> dict:
     import openvino as ov
     import openvino_genai
 
-    pipe = openvino_genai.LLMPipeline(str(ir), "CPU")
+    pipe = openvino_genai.LLMPipeline(str(ir), "CPU", **properties)
     rng = np.random.default_rng(0)
     ttft, tpot = {}, None
     for index, length in enumerate(prompts):
@@ -177,11 +180,21 @@ def _optimum_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> d
     return {"ttft_s": ttft, "tpot_s": tpot}
 
 
+#: ``--runtimes`` names. ``genai`` is LLMPipeline's default backend (continuous batching with paged
+#: attention on CPU); ``genai-sdpa`` asks for its stateful SDPA backend.
+RUNTIMES = {
+    "infer": _infer_request_run,
+    "optimum": _optimum_run,
+    "genai": _genai_run,
+    "genai-sdpa": functools.partial(_genai_run, ATTENTION_BACKEND="SDPA"),
+}
+
+
 def measure(ir: Path, runtime: str, prompts: list[int], new_tokens: int) -> dict:
     """Run one IR × runtime in this process (the ``--measure`` child mode)."""
     config = json.loads((ir / "config.json").read_text())
     vocab = config.get("text_config", config)["vocab_size"]
-    run = {"infer": _infer_request_run, "genai": _genai_run, "optimum": _optimum_run}[runtime]
+    run = RUNTIMES[runtime]
     run(ir, prompts[:1], 2, vocab)  # warm-up: compilation and first-inference allocations
     return run(ir, prompts, new_tokens, vocab)
 
@@ -236,9 +249,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, help="use this checkpoint instead of a random one")
     parser.add_argument("--formats", default="fp16,int4", help="plugin exports to measure")
     parser.add_argument("--ir", action="append", default=[], help="NAME=DIR: also measure this IR")
-    parser.add_argument(
-        "--runtimes", default="infer,optimum,genai", help="infer (InferRequest), optimum (OVModelForCausalLM), genai"
-    )
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated, from {', '.join(RUNTIMES)}")
     parser.add_argument("--prompts", default="128,512,2048", help="prompt lengths for TTFT; TPOT after the first")
     parser.add_argument("--new-tokens", type=int, default=128, help="decode steps for TPOT")
     parser.add_argument("--baseline", help="row name the ratios refer to (default: the first row)")
@@ -249,6 +260,9 @@ def main() -> int:
     if args.quick:
         args.prompts, args.new_tokens = "128,512", 32
     prompts = [int(length) for length in args.prompts.split(",")]
+    unknown = set(args.runtimes.split(",")) - set(RUNTIMES)
+    if unknown:
+        parser.error(f"unknown runtime(s) {', '.join(sorted(unknown))}: choose from {', '.join(RUNTIMES)}")
     if args.measure:  # child mode: one IR, one runtime, JSON on the last line of stdout
         print(json.dumps(measure(args.measure, args.runtime, prompts, args.new_tokens)))
         return 0

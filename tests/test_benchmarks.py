@@ -18,7 +18,7 @@ def test_bench_writes_every_figure_for_every_row(text_checkpoint, tmp_path):
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["prompts"] == [8, 16] and report["bandwidth"] == max(report["bandwidth_probes"].values()) > 1e8
     assert set(report["bandwidth_probes"]) == {"numpy", "reduce", "matvec"}
-    runtimes = ["infer", "optimum", "genai"]
+    runtimes = ["infer", "optimum", "genai", "genai-sdpa"]
     assert [row["name"] for row in report["rows"]] == [f"plugin-fp16/{runtime}" for runtime in runtimes]
     for row in report["rows"]:
         assert "error" not in row, row
