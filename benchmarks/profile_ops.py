@@ -10,6 +10,11 @@ which is how layout churn (``Transpose``/``Reorder``) is traced back to the grap
 
     python benchmarks/profile_ops.py IR_DIR --prompt 512 --steps 8
     python benchmarks/profile_ops.py IR_DIR --nodes Transpose --nodes Reorder
+    python benchmarks/profile_ops.py IR_DIR --weights      # decode time per projection and weight type
+
+``--weights`` groups the decode step's ``FullyConnected*`` nodes by projection (the module name
+before ``/``) and weight type, with the rate at which each group streams its weights: on a CPU
+whose decode is bandwidth-bound every group reaches about the same GB/s whatever its type.
 
 The CPU plugin reports each node's *mean* time over every inference so far, so the time of the
 n-th inference is recovered as ``n * mean_n - (n - 1) * mean_(n-1)``.
@@ -102,6 +107,26 @@ def print_nodes(profiler: Profiler, times: dict, kind: str, top: int) -> None:
         print(f"{ms:8.2f} ms  {name}  {node.get_output_partial_shape(0)}  <- {source}  -> {targets}")
 
 
+def print_weights(profiler: Profiler, times: dict) -> None:
+    runtime = {node.get_friendly_name(): node for node in profiler.compiled.get_runtime_model().get_ordered_ops()}
+    groups: dict[tuple[str, str, tuple], list] = collections.defaultdict(lambda: [0.0, 0, 0])
+    for name, (kind, _, ms) in times.items():
+        if not kind.startswith("FullyConnected"):
+            continue
+        weight = runtime[name].input_value(1)
+        element, shape = weight.get_element_type(), tuple(weight.get_shape())
+        group = groups[(name.split("/")[0].rsplit(".", 1)[-1], element.get_type_name(), shape)]
+        group[0] += ms
+        group[1] += 1
+        group[2] += int(np.prod(shape)) * element.bitwidth // 8
+    print("\ndecode step, FullyConnected nodes by projection and weight type:")
+    print(f"{'projection':<24}{'weights':<9}{'shape':<16}{'nodes':>6}{'ms':>9}{'MB':>9}{'GB/s':>7}")
+    for (projection, element, shape), (ms, count, nbytes) in sorted(groups.items(), key=lambda item: -item[1][0]):
+        rate = nbytes / ms / 1e6 if ms else float("nan")
+        dims = "x".join(map(str, shape))
+        print(f"{projection:<24}{element:<9}{dims:<16}{count:>6}{ms:>9.2f}{nbytes / 1e6:>9.1f}{rate:>7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("ir", help="exported folder (openvino_model.xml)")
@@ -109,6 +134,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="decode steps after the prefill")
     parser.add_argument("--top", type=int, default=15, help="rows per table")
     parser.add_argument("--nodes", action="append", default=[], help="also list the slowest nodes of this type")
+    parser.add_argument("--weights", action="store_true", help="decode FullyConnected time by projection")
     parser.add_argument("--config", action="append", default=[], help="KEY=VALUE compile property, repeatable")
     args = parser.parse_args()
 
@@ -129,6 +155,8 @@ def main() -> None:
         walls.append(wall)
     title = f"decode step (median wall of {args.steps}: {1000 * np.median(walls):.1f} ms)"
     print_table(title, walls[-1], decode, args.top)
+    if args.weights:
+        print_weights(profiler, decode)
 
 
 if __name__ == "__main__":
