@@ -72,6 +72,19 @@ def _safetensors_shapes(file: Path) -> dict[str, list[int]]:
     return {name: entry["shape"] for name, entry in safetensors_header(file)[1].items()}
 
 
+def _shards(weight_map: dict[str, str]) -> list[str]:
+    """The shard file names an index's ``weight_map`` refers to, each once, sorted."""
+    return sorted(set(weight_map.values()))
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a checkpoint folder (its shards, or ``model.safetensors``); [] if none."""
+    index = folder / INDEX_FILE
+    if index.is_file():
+        return [folder / name for name in _shards(json.loads(index.read_text())["weight_map"])]
+    return [folder / SINGLE_FILE] if (folder / SINGLE_FILE).is_file() else []
+
+
 def validate_weights(path: Path) -> dict[str, list[int]]:
     """Raise :class:`CheckpointError` if weight shards are missing, truncated or disagree with the index.
 
@@ -80,14 +93,14 @@ def validate_weights(path: Path) -> dict[str, list[int]]:
     index_file = path / INDEX_FILE
     if index_file.is_file():
         weight_map: dict[str, str] = json.loads(index_file.read_text())["weight_map"]
-        missing = sorted({shard for shard in weight_map.values() if not (path / shard).is_file()})
+        missing = [shard for shard in _shards(weight_map) if not (path / shard).is_file()]
         if missing:
             raise CheckpointError(
                 f"{path} is missing weight shard(s) {', '.join(missing)} listed in {INDEX_FILE}. "
                 "Fix: download the complete checkpoint."
             )
         shapes: dict[str, list[int]] = {}
-        for shard in sorted(set(weight_map.values())):
+        for shard in _shards(weight_map):
             shapes |= _safetensors_shapes(path / shard)
         absent = sorted(set(weight_map) - set(shapes))
         if absent:

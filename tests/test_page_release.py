@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,3 +80,15 @@ def test_other_files_are_left_alone(tmp_path):
     float(mapped.sum(dtype=np.float64))
     assert release_weight_pages()
     assert resident_bytes(path) > SIZE * 0.9
+
+
+def test_nested_blocks_share_one_release_thread():
+    # Compression runs inside an export: one thread does the work for both blocks.
+    def release_threads() -> int:
+        return sum(thread.name == "qwen35-page-release" for thread in threading.enumerate())
+
+    with released_file_pages(interval=0.05):
+        with released_file_pages(interval=0.05):
+            assert release_threads() == 1
+        assert release_threads() == 1
+    assert release_threads() == 0

@@ -17,7 +17,6 @@ copies of the weights exist.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,20 +26,12 @@ from optimum.exporters.tasks import TasksManager
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from ..checkpoint import INDEX_FILE, SINGLE_FILE, safetensors_header
+from ..checkpoint import safetensors_header, weight_files
 from .config import TASKS
 
 #: safetensors dtype names of the floating-point tensors a checkpoint may hold.
 _FLOAT_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
 _HALF = (torch.bfloat16, torch.float16)
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The safetensors files of a checkpoint folder (its shards, or ``model.safetensors``)."""
-    index = folder / INDEX_FILE
-    if index.is_file():
-        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-    return [folder / SINGLE_FILE] if (folder / SINGLE_FILE).is_file() else []
 
 
 #: Bytes read per step when a tensor is converted on load (the size of the one reused buffer).

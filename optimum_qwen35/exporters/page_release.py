@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import sys
 import threading
 from collections.abc import Iterator
@@ -48,15 +49,24 @@ def _weight_mappings() -> list[tuple[int, int, bool]]:
     return mappings
 
 
+@functools.cache
+def _madvise() -> ctypes._CFuncPtr | None:
+    """libc's ``madvise``, or None where there is no ``/proc/self/maps`` to find mappings in."""
+    if not sys.platform.startswith("linux") or not _MAPS.is_file():
+        return None
+    madvise = ctypes.CDLL(None, use_errno=True).madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return madvise
+
+
 def release_weight_pages() -> bool:
     """Hand the resident pages of every weight-file mapping back to the kernel once.
 
     Returns ``False`` when this system cannot (not Linux, or ``madvise`` refused), ``True`` otherwise.
     """
-    if not sys.platform.startswith("linux") or not _MAPS.is_file():
+    madvise = _madvise()
+    if madvise is None:
         return False
-    madvise = ctypes.CDLL(None, use_errno=True).madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     for start, length, writable in _weight_mappings():
         # A mapping may be closed between reading the maps and this call: madvise then fails with
         # ENOMEM for that range, which is harmless.
@@ -66,10 +76,17 @@ def release_weight_pages() -> bool:
     return True
 
 
+_running: threading.Thread | None = None
+
+
 @contextlib.contextmanager
 def released_file_pages(interval: float = 0.2) -> Iterator[None]:
-    """Release weight-file pages every ``interval`` seconds while the block runs (see module doc)."""
-    if not release_weight_pages():
+    """Release weight-file pages every ``interval`` seconds while the block runs (see module doc).
+
+    A block nested in another (compression inside an export) leaves the work to the outer thread.
+    """
+    global _running
+    if (_running is not None and _running.is_alive()) or not release_weight_pages():
         yield
         return
     stop = threading.Event()
@@ -78,10 +95,11 @@ def released_file_pages(interval: float = 0.2) -> Iterator[None]:
         while not stop.wait(interval) and release_weight_pages():
             pass
 
-    thread = threading.Thread(target=loop, name="qwen35-page-release", daemon=True)
-    thread.start()
+    _running = threading.Thread(target=loop, name="qwen35-page-release", daemon=True)
+    _running.start()
     try:
         yield
     finally:
         stop.set()
-        thread.join()
+        _running.join()
+        _running = None
