@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 from export_memory import SHAPES, build_checkpoint, run_export
+from generate_overhead import timed_generate
+from step_inputs import step_inputs
 
 STOP_TOKEN = 0  # random checkpoints have no real EOS; generation runs to max_new_tokens (ignore_eos)
 
@@ -111,22 +113,18 @@ def _infer_request_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int
     ttft, tpot = {}, []
     for index, length in enumerate(prompts):
         request.reset_state()
-        ids = rng.integers(1, vocab, (1, length))
-        feed = {"input_ids": ids, "attention_mask": np.ones((1, length), np.int64)}
-        feed |= {"position_ids": np.arange(length)[None], "beam_idx": np.zeros(1, np.int32)}
+        feed = step_inputs(rng.integers(1, vocab, (1, length)), 0, names)
         start = time.perf_counter()
-        request.infer({name: value for name, value in feed.items() if name in names})
+        request.infer(feed)
         token = int(request.get_tensor("logits").data[0, -1].argmax())
         ttft[length] = time.perf_counter() - start
         if index:
             continue
         steps = []
         for step in range(new_tokens):
-            position = length + step
-            feed = {"input_ids": np.array([[token]]), "attention_mask": np.ones((1, position + 1), np.int64)}
-            feed |= {"position_ids": np.array([[position]]), "beam_idx": np.zeros(1, np.int32)}
+            feed = step_inputs(np.array([[token]]), length + step, names)
             start = time.perf_counter()
-            request.infer({name: value for name, value in feed.items() if name in names})
+            request.infer(feed)
             token = int(request.get_tensor("logits").data[0, -1].argmax())
             steps.append(time.perf_counter() - start)
         tpot = steps
@@ -165,18 +163,11 @@ def _optimum_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> d
     model = OVModelForCausalLM.from_pretrained(ir)
     rng = np.random.default_rng(0)
     ttft, tpot = {}, None
-
-    def generate(ids: torch.Tensor, count: int) -> float:
-        start = time.perf_counter()
-        mask = torch.ones_like(ids)
-        model.generate(ids, attention_mask=mask, max_new_tokens=count, min_new_tokens=count, do_sample=False)
-        return time.perf_counter() - start
-
     for index, length in enumerate(prompts):
         ids = torch.from_numpy(rng.integers(1, vocab, (1, length)))
-        ttft[length] = generate(ids, 1)
+        ttft[length] = timed_generate(model, ids, 1)
         if index == 0:
-            tpot = (generate(ids, new_tokens) - ttft[length]) / (new_tokens - 1)
+            tpot = (timed_generate(model, ids, new_tokens) - ttft[length]) / (new_tokens - 1)
     return {"ttft_s": ttft, "tpot_s": tpot}
 
 

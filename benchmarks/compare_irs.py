@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from step_inputs import step_inputs
 
 
 def measure(ir: Path, prompt: int, steps: int) -> tuple[float, float]:
@@ -25,17 +26,15 @@ def measure(ir: Path, prompt: int, steps: int) -> tuple[float, float]:
     request = ov.Core().compile_model(ir / "openvino_model.xml", "CPU").create_infer_request()
     vocab = json.loads((ir / "config.json").read_text()).get("vocab_size", 1000)
     ids = np.random.default_rng(0).integers(0, vocab, (1, prompt))
-    beam = np.zeros(1, np.int32)
     request.reset_state()
     start = time.perf_counter()
-    request.infer({"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(prompt)[None],
-                   "beam_idx": beam})  # fmt: skip
+    request.infer(step_inputs(ids, 0))
     prefill = time.perf_counter() - start
     times = []
     for position in range(prompt, prompt + steps):
-        feed = {"input_ids": np.array([[5]]), "attention_mask": np.ones((1, position + 1), np.int64)}
+        feed = step_inputs(np.array([[5]]), position)
         start = time.perf_counter()
-        request.infer(feed | {"position_ids": np.array([[position]]), "beam_idx": beam})
+        request.infer(feed)
         times.append(time.perf_counter() - start)
     return prefill, 1000 * float(np.median(times))
 

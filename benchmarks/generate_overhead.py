@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from step_inputs import step_inputs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from int4_full_size import CONFIG_0_8B, build_checkpoint, export  # noqa: E402
@@ -31,15 +32,25 @@ def bare_loop_ms(request, prompt_ids: np.ndarray, new_tokens: int) -> float:
     """Mean decode step time of a greedy bare-``InferRequest`` loop (batch 1)."""
     prompt = prompt_ids.shape[1]
     request.reset_state()
-    feed = {"input_ids": prompt_ids, "attention_mask": np.ones((1, prompt), np.int64)}
-    request.infer(feed | {"position_ids": np.arange(prompt)[None], "beam_idx": np.zeros(1, np.int32)})
+    request.infer(step_inputs(prompt_ids, 0))
     token = request.get_tensor("logits").data[:, -1].argmax(-1)[:, None]
     start = time.perf_counter()
     for position in range(prompt, prompt + new_tokens - 1):
-        feed = {"input_ids": token, "attention_mask": np.ones((1, position + 1), np.int64)}
-        request.infer(feed | {"position_ids": np.array([[position]]), "beam_idx": np.zeros(1, np.int32)})
+        request.infer(step_inputs(token, position))
         token = request.get_tensor("logits").data[:, -1].argmax(-1)[:, None]
     return 1000 * (time.perf_counter() - start) / (new_tokens - 1)
+
+
+def timed_generate(model, ids, count: int) -> float:
+    """Seconds of ``model.generate()`` producing exactly ``count`` greedy tokens after ``ids`` ``[1, T]``."""
+    import torch
+
+    start = time.perf_counter()
+    out = model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=count, min_new_tokens=count, do_sample=False
+    )
+    assert out.shape[1] == ids.shape[1] + count
+    return time.perf_counter() - start
 
 
 def generate_ms(model, prompt_ids: np.ndarray, new_tokens: int) -> float:
@@ -47,15 +58,7 @@ def generate_ms(model, prompt_ids: np.ndarray, new_tokens: int) -> float:
     import torch
 
     ids = torch.from_numpy(prompt_ids)
-    mask = torch.ones_like(ids)
-
-    def timed(count: int) -> float:
-        start = time.perf_counter()
-        out = model.generate(ids, attention_mask=mask, max_new_tokens=count, min_new_tokens=count, do_sample=False)
-        assert out.shape[1] == ids.shape[1] + count
-        return time.perf_counter() - start
-
-    return 1000 * (timed(new_tokens) - timed(1)) / (new_tokens - 1)
+    return 1000 * (timed_generate(model, ids, new_tokens) - timed_generate(model, ids, 1)) / (new_tokens - 1)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from step_inputs import step_inputs
 
 #: Qwen3.5-0.8B text shape (../shared/NOTES.md; the hub model card's text config).
 CONFIG_0_8B = {
@@ -73,15 +74,12 @@ def decode_ms_per_token(ir: Path, prompt: int, steps: int) -> float:
     request = ov.Core().compile_model(ir / "openvino_model.xml", "CPU").create_infer_request()
     request.reset_state()
     ids = np.random.default_rng(0).integers(0, CONFIG_0_8B["vocab_size"], (1, prompt))
-    feed = {"input_ids": ids, "attention_mask": np.ones((1, prompt), np.int64)}
-    feed |= {"position_ids": np.arange(prompt)[None], "beam_idx": np.zeros(1, np.int32)}
-    request.infer(feed)
+    request.infer(step_inputs(ids, 0))
     times = []
     for step in range(steps):
         position = prompt + step
         token = request.get_tensor("logits").data[:, -1].argmax(-1)[:, None]
-        feed = {"input_ids": token, "attention_mask": np.ones((1, position + 1), np.int64)}
-        feed |= {"position_ids": np.array([[position]]), "beam_idx": np.zeros(1, np.int32)}
+        feed = step_inputs(token, position)
         start = time.perf_counter()
         request.infer(feed)
         times.append(time.perf_counter() - start)

@@ -27,14 +27,7 @@ import collections
 import time
 
 import numpy as np
-
-
-def _feed(names: set[str], ids: np.ndarray, past: int) -> dict[str, np.ndarray]:
-    length = ids.shape[1]
-    feed = {"input_ids": ids, "attention_mask": np.ones((1, past + length), np.int64)}
-    feed |= {"position_ids": np.arange(past, past + length)[None], "beam_idx": np.zeros(1, np.int32)}
-    feed["logits_to_keep"] = np.array(1, np.int64)
-    return {name: value for name, value in feed.items() if name in names}
+from step_inputs import step_inputs
 
 
 class Profiler:
@@ -64,7 +57,7 @@ class Profiler:
     def run(self, ids: np.ndarray, past: int) -> tuple[float, dict[str, tuple[str, str, float]]]:
         """Wall time (s) and ``{node: (type, kernel, ms)}`` of one inference."""
         start = time.perf_counter()
-        self.request.infer(_feed(self.names, ids, past))
+        self.request.infer(step_inputs(ids, past, self.names, logits_to_keep=np.array(1, np.int64)))
         wall = time.perf_counter() - start
         self.count += 1
         means, previous = self._means(), self.means
