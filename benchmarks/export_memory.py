@@ -2,8 +2,12 @@
 
 Builds random-weight bf16 checkpoints of public Qwen3.5 text shapes (weights do not change
 memory or time), exports each with ``optimum-cli export openvino`` in a child process per
-weight format, and reports the child's peak resident set size (``ru_maxrss``: anonymous memory
-plus mapped file pages) and its peak anonymous memory against the checkpoint's safetensors size.
+weight format, and reports its peak resident set size (anonymous memory plus mapped file pages)
+and its peak anonymous memory against the checkpoint's safetensors size. Both are sampled every
+20 ms from ``/proc``, summed over the child and its own children (the plugin's page-out helper).
+The kernel's own peak (``ru_maxrss``) is not enough: pages reclaimed with ``MADV_PAGEOUT`` leave it
+unrecorded, so it misses pages that were resident for a while and then paged out; the reported
+peak RSS is the larger of the two.
 ``--label`` and ``--python``/``--pythonpath`` let one run compare installations: another
 interpreter (a venv with upstream optimum-intel only) or another plugin checkout first on
 ``PYTHONPATH``.
@@ -69,15 +73,21 @@ def safetensors_bytes(path: Path) -> int:
     return sum(file.stat().st_size for file in path.glob("*.safetensors"))
 
 
-def _rss_anon(pid: int) -> int:
-    """Anonymous resident bytes of a process (Linux), 0 once it is gone."""
+def _resident(pid: int) -> tuple[int, int]:
+    """``(resident, anonymous resident)`` bytes of a process and its children (Linux), 0 once gone."""
+    rss = anon = 0
     try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(("VmRSS:", "RssAnon:")):
+                value = int(line.split()[1]) * 1024
+                rss, anon = (value, anon) if line.startswith("VmRSS:") else (rss, value)
     except OSError:
-        pass
-    return 0
+        return 0, 0
+    for child in children:
+        child_rss, child_anon = _resident(int(child))
+        rss, anon = rss + child_rss, anon + child_anon
+    return rss, anon
 
 
 def run_export(
@@ -94,7 +104,7 @@ def run_export(
     The exported folder is deleted afterwards unless ``keep``.
 
     RSS counts the pages of memory-mapped weight files the process has touched; the kernel can drop
-    those under pressure, so the anonymous peak (sampled every 20 ms) is what must fit in RAM.
+    those under pressure, so the anonymous peak is what must fit in RAM.
     """
     shutil.rmtree(output, ignore_errors=True)
     cmd = [python, "-m", "optimum.commands.optimum_cli", "export", "openvino", "--model", str(checkpoint)]
@@ -108,13 +118,17 @@ def run_export(
     log = output.parent / f"{output.name}.log"
     start = time.perf_counter()
     with log.open("w") as stream:
-        child = subprocess.Popen([*cmd, str(output)], stdout=stream, stderr=subprocess.STDOUT, env=env)
-        anon_peak = 0
+        # cwd: ``python -m`` puts the working directory first on sys.path, ahead of --pythonpath.
+        child = subprocess.Popen(
+            [*cmd, str(output)], stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=output.parent
+        )
+        rss_peak = anon_peak = 0
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)  # reaps the child and its rusage when done
             if pid:
                 break
-            anon_peak = max(anon_peak, _rss_anon(child.pid))
+            rss, anon = _resident(child.pid)
+            rss_peak, anon_peak = max(rss_peak, rss), max(anon_peak, anon)
             time.sleep(0.02)
     seconds = time.perf_counter() - start
     ok = os.waitstatus_to_exitcode(status) == 0 and (output / "openvino_model.xml").is_file()
@@ -124,7 +138,9 @@ def run_export(
     return {
         "ok": ok,
         "seconds": seconds,
-        "peak_rss": usage.ru_maxrss * 1024,
+        "peak_rss": max(rss_peak, usage.ru_maxrss * 1024),
+        "sampled_peak_rss": rss_peak,
+        "kernel_peak_rss": usage.ru_maxrss * 1024,
         "peak_anon": anon_peak,
         "ir_bytes": ir_bytes,
         "log": str(log),
@@ -142,6 +158,7 @@ def main() -> int:
     parser.add_argument("--task", help="pass --task to optimum-cli (upstream cannot infer it for a local checkpoint)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
+    args.work_dir = args.work_dir.absolute()  # the exports run in another working directory
 
     rows = []
     header = ("label", "shape", "format", "ckpt GB", "wall s", "RSS GB", "RSS/ckpt", "anon GB", "anon/ckpt", "IR GB")
