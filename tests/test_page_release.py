@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import sys
 import threading
 import time
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from optimum_qwen35.exporters import page_release
 from optimum_qwen35.exporters.page_release import release_weight_pages, released_file_pages
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page release is Linux-only")
@@ -92,3 +95,66 @@ def test_nested_blocks_share_one_release_thread():
             assert release_threads() == 1
         assert release_threads() == 1
     assert release_threads() == 0
+
+
+_SAVE_SCRIPT = """
+import importlib.util, sys, numpy as np, openvino as ov, openvino.opset13 as ops, torch
+# The module alone (stdlib only), without the package's 10 s of optimum imports.
+spec = importlib.util.spec_from_file_location("page_release", {module!r})
+page_release = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(page_release)
+path, output, mode = sys.argv[1:]
+storage = torch.UntypedStorage.from_file(path, shared=False, nbytes={size})  # as safetensors maps
+weights = torch.tensor([], dtype=torch.float32).set_(storage).reshape(-1, 1024)
+rows = weights.shape[0] // 8
+parameter = ops.parameter([1, 1024], np.float32)
+outputs = [
+    ops.matmul(parameter, ov.op.Constant(ov.Tensor(weights[i * rows : (i + 1) * rows].numpy(), shared_memory=True),
+                                         shared_memory=True), False, True)
+    for i in range(8)
+]
+model = ov.Model(outputs, [parameter])
+if mode == "thread":
+    page_release._start_helper = lambda interval: None
+with page_release.released_file_pages(interval=0.02):
+    ov.save_model(model, output, compress_to_fp16=False)
+"""
+
+
+def peak_resident_bytes(command: list[str], path: Path) -> int:
+    """Run ``command`` and return the most of ``path`` found resident in it, sampled from outside.
+
+    Not the kernel's peak RSS (``ru_maxrss``, ``VmHWM``): pages reclaimed by ``MADV_PAGEOUT`` leave
+    it unrecorded, so it would not see pages that were resident while a call held the GIL.
+    """
+    child = subprocess.Popen(command, stderr=subprocess.PIPE)
+    smaps, peak = Path(f"/proc/{child.pid}/smaps"), 0
+    while child.poll() is None:
+        total, current = 0, None
+        with contextlib.suppress(OSError):  # the child may exit while it is read
+            for line in smaps.read_text().splitlines():
+                fields = line.split()
+                if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+                    current = fields[5] if len(fields) > 5 else None
+                elif fields[0] == "Rss:" and current == str(path):
+                    total += int(fields[1]) * 1024
+        peak = max(peak, total)
+    assert child.wait() == 0, child.stderr.read().decode()
+    return peak
+
+
+def test_pages_are_released_while_a_call_holds_the_gil(tmp_path):
+    # openvino.save_model holds the GIL while it reads every weight: the release thread cannot run,
+    # so the helper process pages the checkpoint's mapping out from outside.
+    size = 8 * SIZE
+    checkpoint = tmp_path / "model.safetensors"
+    np.random.default_rng(0).standard_normal(size // 4).astype(np.float32).tofile(checkpoint)
+    script = _SAVE_SCRIPT.format(size=size, module=page_release.__file__)
+
+    def peak(mode: str) -> int:
+        command = [sys.executable, "-c", script, str(checkpoint), str(tmp_path / f"{mode}.xml"), mode]
+        return peak_resident_bytes(command, checkpoint)
+
+    assert peak("thread") > 0.9 * size  # the thread alone: every page stays until save_model returns
+    assert peak("helper") < 0.5 * size
+    assert (tmp_path / "helper.bin").read_bytes() == (tmp_path / "thread.bin").read_bytes()

@@ -7,17 +7,23 @@ process until its mapping is closed, at the end of the export, so peak RSS grows
 checkpoint and then by the whole IR, although each page is a clean copy of a file the kernel could
 read again at any moment (and would drop under memory pressure).
 
-While :func:`released_file_pages` is open, a background thread hands those pages back to the kernel
-every ``interval`` seconds with ``madvise``:
+While :func:`released_file_pages` is open, those pages are handed back to the kernel every
+``interval`` seconds:
 
-* read-only mappings (OpenVINO's ``.bin``): ``MADV_DONTNEED`` removes the pages from this process
-  only; the data stays in the page cache and the next access maps it again (a minor fault). The
-  bytes cannot change: optimum-intel writes the compressed IR to a new file and deletes the old one
-  only after releasing the model.
+* read-only mappings (OpenVINO's ``.bin``): a background thread calls ``madvise(MADV_DONTNEED)``,
+  which removes the pages from this process only; the data stays in the page cache and the next
+  access maps it again (a minor fault). The bytes cannot change: optimum-intel writes the
+  compressed IR to a new file and deletes the old one only after releasing the model.
 * writable private mappings (safetensors' ``torch`` storages): ``MADV_PAGEOUT`` reclaims clean file
   pages exactly as memory pressure would, and never discards a page the process has modified.
+  A small helper *process* applies it with ``process_madvise``, because the reads that matter
+  most happen inside ``openvino.save_model``, which holds Python's GIL until the whole IR is
+  written: a thread of this process could not run meanwhile, and the checkpoint would become
+  resident in full (the 0.8B export's peak). Where the helper cannot work (kernel before 5.10, no
+  ``CAP_SYS_NICE``), the thread applies ``MADV_PAGEOUT`` itself, between GIL-holding calls.
 
-Linux only (``/proc/self/maps``, ``MADV_PAGEOUT`` needs kernel 5.4); elsewhere it does nothing.
+Linux only (``/proc/<pid>/maps``, ``MADV_PAGEOUT`` needs kernel 5.4); elsewhere it does nothing.
+Run as a script (``python page_release.py PID INTERVAL``) this module is that helper.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
+import select
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -35,45 +44,113 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 _MADV_DONTNEED = 4
 _MADV_PAGEOUT = 21
-_MAPS = Path("/proc/self/maps")
+_SYS_PROCESS_MADVISE = 440  # the same number on x86-64, arm64 and every asm-generic architecture
+_ENOMEM, _EINVAL = 12, 22
+_HELPER_READY = "ready"
 
 
-def _weight_mappings() -> list[tuple[int, int, bool]]:
-    """``(start, length, writable)`` of this process's mappings of weight files."""
+def _weight_mappings(pid: int | str = "self") -> list[tuple[int, int, bool]]:
+    """``(start, length, writable)`` of a process's mappings of weight files."""
     mappings = []
-    for line in _MAPS.read_text().splitlines():
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
         fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[5].endswith(WEIGHT_SUFFIXES):
+        # Converted weights are mapped from a scratch file unlinked right away (see loading.py).
+        if len(fields) == 6 and fields[5].removesuffix(" (deleted)").endswith(WEIGHT_SUFFIXES):
             start, end = (int(address, 16) for address in fields[0].split("-"))
             mappings.append((start, end - start, "w" in fields[1]))
     return mappings
 
 
 @functools.cache
-def _madvise() -> ctypes._CFuncPtr | None:
-    """libc's ``madvise``, or None where there is no ``/proc/self/maps`` to find mappings in."""
-    if not sys.platform.startswith("linux") or not _MAPS.is_file():
+def _libc() -> ctypes.CDLL | None:
+    """The C library, or None where there is no ``/proc/self/maps`` to find mappings in."""
+    if not sys.platform.startswith("linux") or not Path("/proc/self/maps").is_file():
         return None
-    madvise = ctypes.CDLL(None, use_errno=True).madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return madvise
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.syscall.restype = ctypes.c_long
+    return libc
 
 
-def release_weight_pages() -> bool:
-    """Hand the resident pages of every weight-file mapping back to the kernel once.
+def release_weight_pages(writable: bool = True) -> bool:
+    """Hand the resident pages of this process's weight-file mappings back to the kernel once.
 
-    Returns ``False`` when this system cannot (not Linux, or ``madvise`` refused), ``True`` otherwise.
+    ``writable=False`` leaves the private writable mappings to the helper process. Returns
+    ``False`` when this system cannot (not Linux, or ``madvise`` refused), ``True`` otherwise.
     """
-    madvise = _madvise()
-    if madvise is None:
+    libc = _libc()
+    if libc is None:
         return False
-    for start, length, writable in _weight_mappings():
+    for start, length, is_writable in _weight_mappings():
+        if is_writable and not writable:
+            continue
         # A mapping may be closed between reading the maps and this call: madvise then fails with
         # ENOMEM for that range, which is harmless.
-        if madvise(start, length, _MADV_PAGEOUT if writable else _MADV_DONTNEED) != 0:
-            if ctypes.get_errno() == 22:  # EINVAL: the kernel predates MADV_PAGEOUT
+        if libc.madvise(start, length, _MADV_PAGEOUT if is_writable else _MADV_DONTNEED) != 0:
+            if ctypes.get_errno() == _EINVAL:  # the kernel predates MADV_PAGEOUT
                 return False
     return True
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+
+
+def page_out_writable_mappings(pid: int, pidfd: int) -> bool:
+    """``process_madvise(MADV_PAGEOUT)`` on another process's writable weight-file mappings, once.
+
+    Returns ``False`` when the kernel or the caller's privileges do not allow it.
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    for start, length, writable in _weight_mappings(pid):
+        if not writable:
+            continue
+        vector = _IoVec(start, length)
+        if libc.syscall(_SYS_PROCESS_MADVISE, pidfd, ctypes.byref(vector), 1, _MADV_PAGEOUT, 0) < 0:
+            if ctypes.get_errno() != _ENOMEM:  # ENOMEM: the range was unmapped meanwhile
+                return False
+    return True
+
+
+def _serve(pid: int, interval: float) -> None:
+    """The helper process: page out ``pid``'s writable weight mappings until stdin closes.
+
+    Prints :data:`_HELPER_READY` once the first round succeeded; exits at once if it failed.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return
+    if not page_out_writable_mappings(pid, pidfd):
+        return
+    print(_HELPER_READY, flush=True)
+    # stdin reaches EOF when the parent closes it, or dies.
+    while not select.select([sys.stdin], [], [], interval)[0]:
+        page_out_writable_mappings(pid, pidfd)
+
+
+def _start_helper(interval: float) -> subprocess.Popen | None:
+    """The helper process paging out this process's writable mappings, or None if it cannot."""
+    if not hasattr(os, "pidfd_open") or _libc() is None:
+        return None
+    helper = subprocess.Popen(
+        [sys.executable, "-I", __file__, str(os.getpid()), str(interval)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if helper.stdout.readline().strip() == _HELPER_READY:
+        return helper
+    _stop_helper(helper)
+    return None
+
+
+def _stop_helper(helper: subprocess.Popen) -> None:
+    helper.stdin.close()
+    helper.wait()
+    helper.stdout.close()
 
 
 _running: threading.Thread | None = None
@@ -83,16 +160,17 @@ _running: threading.Thread | None = None
 def released_file_pages(interval: float = 0.2) -> Iterator[None]:
     """Release weight-file pages every ``interval`` seconds while the block runs (see module doc).
 
-    A block nested in another (compression inside an export) leaves the work to the outer thread.
+    A block nested in another (compression inside an export) leaves the work to the outer one.
     """
     global _running
     if (_running is not None and _running.is_alive()) or not release_weight_pages():
         yield
         return
+    helper = _start_helper(interval)
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(interval) and release_weight_pages():
+        while not stop.wait(interval) and release_weight_pages(writable=helper is None):
             pass
 
     _running = threading.Thread(target=loop, name="qwen35-page-release", daemon=True)
@@ -103,3 +181,9 @@ def released_file_pages(interval: float = 0.2) -> Iterator[None]:
         stop.set()
         _running.join()
         _running = None
+        if helper is not None:
+            _stop_helper(helper)
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), float(sys.argv[2]))
