@@ -12,12 +12,12 @@ from optimum_qwen35.exporters import loading
 from optimum_qwen35.exporters.loading import load_for_export
 
 
-def _mapped_ranges(folder: Path) -> list[tuple[int, int]]:
-    """Address ranges of this process's mappings of the folder's safetensors files (Linux)."""
+def _mapped_ranges(folder: Path, suffix: str = ".safetensors") -> list[tuple[int, int]]:
+    """Address ranges of this process's mappings of the folder's files ending in ``suffix`` (Linux)."""
     ranges = []
     for line in Path("/proc/self/maps").read_text().splitlines():
         fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[5].startswith(str(folder.resolve())) and fields[5].endswith(".safetensors"):
+        if len(fields) == 6 and fields[5].startswith(str(folder.resolve())) and fields[5].endswith(suffix):
             start, end = (int(address, 16) for address in fields[0].split("-"))
             ranges.append((start, end))
     return ranges
@@ -33,8 +33,8 @@ def _assert_same_weights(model, reference) -> None:
         assert torch.equal(tensor, expected[name]), name
 
 
-def test_parameters_are_views_of_the_mapped_files(composite_checkpoint):
-    model = load_for_export(composite_checkpoint, torch.bfloat16)
+def test_parameters_are_views_of_the_mapped_files(composite_checkpoint, tmp_path):
+    model = load_for_export(composite_checkpoint, torch.bfloat16, tmp_path)
     ranges = _mapped_ranges(composite_checkpoint)
     assert ranges, "the safetensors files are not mapped"
     outside = [name for name, parameter in model.named_parameters() if not _in_files(parameter, ranges)]
@@ -46,11 +46,15 @@ def test_parameters_are_views_of_the_mapped_files(composite_checkpoint):
 
 
 @pytest.mark.parametrize("chunk_bytes", [loading.CHUNK_BYTES, 96])
-def test_requested_16_bit_dtype_is_converted_without_a_mapping(text_checkpoint, chunk_bytes, monkeypatch):
-    # 96 bytes: every tensor is converted in several chunks through the reused buffer, the last one partial.
+def test_16_bit_dtype_is_converted_into_a_mapped_scratch_file(text_checkpoint, tmp_path, chunk_bytes, monkeypatch):
+    # 96 bytes: every tensor is converted in several chunks through the reused buffers, the last one partial.
     monkeypatch.setattr(loading, "CHUNK_BYTES", chunk_bytes)
-    model = load_for_export(text_checkpoint, torch.float16)
+    model = load_for_export(text_checkpoint, torch.float16, tmp_path)
     assert {parameter.dtype for parameter in model.parameters()} == {torch.float16}
-    ranges = _mapped_ranges(text_checkpoint)
-    assert not any(_in_files(parameter, ranges) for parameter in model.parameters())
+    assert not any(_in_files(parameter, _mapped_ranges(text_checkpoint)) for parameter in model.parameters())
+    # Every converted parameter is a view of the scratch file, which is already unlinked: file pages
+    # the page release can drop, and nothing left on disk once the mapping goes.
+    converted = _mapped_ranges(tmp_path, suffix=f"{loading.CONVERTED_FILE} (deleted)")
+    assert converted and all(_in_files(parameter, converted) for parameter in model.parameters())
+    assert list(tmp_path.iterdir()) == []
     _assert_same_weights(model, AutoModelForCausalLM.from_pretrained(text_checkpoint, dtype=torch.float16))

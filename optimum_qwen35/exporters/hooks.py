@@ -110,7 +110,7 @@ def install(model_types: set[str]) -> None:
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),
-                zero_copy_loading(model_name_or_path),
+                zero_copy_loading(model_name_or_path, staging.parent),
                 released_file_pages(),
             ):
                 return original(model_name_or_path, staging, task, *args, **kwargs)

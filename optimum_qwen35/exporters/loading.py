@@ -10,13 +10,18 @@ keeps any tensor it does not have to convert. Pages are then read from disk only
 converter or the compressor touches them, and they are clean file pages the kernel may drop.
 
 A tensor stored in another dtype than the one requested (``--weight-format fp16`` of a bf16
-checkpoint) is read with plain file reads and converted one at a time, so at no point do two
-copies of the weights exist.
+checkpoint) is converted chunk by chunk into one scratch safetensors file beside the output, which
+is then mapped like the checkpoint: the converted weights are clean file pages too, which
+:mod:`.page_release` can hand back, instead of anonymous memory that has to stay resident (1.5 GB,
+the whole peak above the checkpoint, on the 0.8B shape).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import struct
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,57 +36,82 @@ from .config import TASKS
 
 #: safetensors dtype names of the floating-point tensors a checkpoint may hold.
 _FLOAT_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
+_DTYPE_NAMES = {dtype: name for name, dtype in _FLOAT_DTYPES.items()}
 _HALF = (torch.bfloat16, torch.float16)
-
 
 #: Bytes read per step when a tensor is converted on load (the size of the one reused buffer).
 CHUNK_BYTES = 16 * 2**20
 
+#: Name of the scratch file that holds the converted tensors while the export runs.
+CONVERTED_FILE = "converted.safetensors"
 
-def _read_converted(file: Path, data_start: int, entry: dict, dtype: torch.dtype, buffer: torch.Tensor) -> torch.Tensor:
-    """One tensor read with plain file reads and converted to ``dtype``, chunk by chunk.
 
-    The stored bytes go through ``buffer`` (``CHUNK_BYTES`` of uint8, reused for every tensor):
-    a temporary copy per tensor would be freed right after and, below glibc's mmap threshold,
-    leave the heap fragmented — 1.4 GB of resident but unused memory on the 2B shape.
+def _write_converted(tensors: list[tuple[str, Path, int, dict]], dtype: torch.dtype, destination: Path) -> None:
+    """Write ``(name, file, data start, header entry)`` tensors, converted to 16-bit ``dtype``, as one
+    safetensors file.
+
+    Stored bytes go through one reused ``CHUNK_BYTES`` buffer and one converted buffer: a temporary
+    per tensor would be freed right after and, below glibc's mmap threshold, leave the heap
+    fragmented (1.4 GB of resident but unused memory on the 2B shape).
     """
-    stored = _FLOAT_DTYPES[entry["dtype"]]
-    out = torch.empty(entry["shape"], dtype=dtype)
-    flat = out.reshape(-1)
-    step = buffer.numel() // stored.itemsize
-    with file.open("rb") as handle:
-        handle.seek(data_start + entry["data_offsets"][0])
-        for begin in range(0, flat.numel(), step):
-            count = min(step, flat.numel() - begin)
-            chunk = buffer[: count * stored.itemsize]
-            handle.readinto(chunk.numpy())
-            flat[begin : begin + count].copy_(chunk.view(stored))
-    return out
+    header, offset = {}, 0
+    for name, _, _, entry in tensors:
+        size = torch.Size(entry["shape"]).numel() * dtype.itemsize
+        header[name] = {"dtype": _DTYPE_NAMES[dtype], "shape": entry["shape"], "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as safetensors does
+    raw = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
+    converted = torch.empty(CHUNK_BYTES // 2, dtype=dtype)
+    with destination.open("wb") as out:
+        out.write(struct.pack("<Q", len(encoded)) + encoded)
+        for _, file, data_start, entry in tqdm(tensors, desc=f"Converting to {dtype}", unit="tensor", leave=False):
+            stored = _FLOAT_DTYPES[entry["dtype"]]
+            remaining = torch.Size(entry["shape"]).numel()
+            with file.open("rb") as source:
+                source.seek(data_start + entry["data_offsets"][0])
+                while remaining:
+                    count = min(remaining, CHUNK_BYTES // 2)
+                    source.readinto(raw[: 2 * count].numpy())
+                    converted[:count].copy_(raw[: 2 * count].view(stored))
+                    out.write(converted[:count].view(torch.uint8).numpy())
+                    remaining -= count
 
 
-def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """``{name: tensor}`` of a checkpoint folder, each tensor a view of its mapped file.
+def memory_mapped_state_dict(folder: Path, scratch: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """``{name: tensor}`` of a checkpoint folder, each tensor a view of a mapped file.
 
-    When ``dtype`` is a 16-bit type, 16-bit tensors stored in the other one are read and converted
-    here, one at a time, instead of being mapped; other dtype changes are left to transformers.
+    When ``dtype`` is a 16-bit type, 16-bit tensors stored in the other one are converted into
+    ``scratch``/:data:`CONVERTED_FILE` and mapped from there; the file is unlinked once mapped
+    (where the OS allows it), so it disappears with the mapping. Other dtype changes are left to
+    transformers.
     """
     state: dict[str, torch.Tensor] = {}
-    buffer = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
-    files = weight_files(folder)
-    for file in tqdm(files, desc="Mapping weights", unit="file", leave=False):
+    to_convert: list[tuple[str, Path, int, dict]] = []
+    for file in tqdm(weight_files(folder), desc="Mapping weights", unit="file", leave=False):
         mapped = safe_open(str(file), framework="pt")
         data_start, header = safetensors_header(file)
         for name, entry in header.items():
             stored = _FLOAT_DTYPES.get(entry["dtype"])
             if dtype in _HALF and stored in _HALF and stored != dtype:
-                state[name] = _read_converted(file, data_start, entry, dtype, buffer)
+                to_convert.append((name, file, data_start, entry))
             else:
                 state[name] = mapped.get_tensor(name)
+    if to_convert:
+        converted = scratch / CONVERTED_FILE
+        _write_converted(to_convert, dtype, converted)
+        mapped = safe_open(str(converted), framework="pt")
+        state.update((name, mapped.get_tensor(name)) for name, *_ in to_convert)
+        with contextlib.suppress(OSError):  # Windows keeps a mapped file; zero_copy_loading removes it
+            converted.unlink()
     return state
 
 
-def load_for_export(folder: Path, dtype: torch.dtype | str | None) -> torch.nn.Module:
+def load_for_export(folder: Path, dtype: torch.dtype | str | None, scratch: Path) -> torch.nn.Module:
     """The causal-LM model of a local checkpoint, its parameters sharing memory with the files.
+
+    ``scratch`` is an empty folder for weights converted to ``dtype`` (see
+    :func:`memory_mapped_state_dict`), ideally on the output's disk: not a RAM-backed ``/tmp``.
 
     A composite (vision-language) checkpoint loads as its language model, like
     ``AutoModelForCausalLM.from_pretrained`` does; the vision tower is never read.
@@ -96,7 +126,7 @@ def load_for_export(folder: Path, dtype: torch.dtype | str | None) -> torch.nn.M
         config = config.get_text_config()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    state = memory_mapped_state_dict(folder, dtype)
+    state = memory_mapped_state_dict(folder, scratch, dtype)
     model = model_class.from_pretrained(None, config=config, state_dict=state, dtype=dtype)
     model.config._name_or_path = str(folder)  # what optimum-intel and the saved config refer to
     if (folder / "generation_config.json").is_file():
@@ -105,10 +135,11 @@ def load_for_export(folder: Path, dtype: torch.dtype | str | None) -> torch.nn.M
 
 
 @contextlib.contextmanager
-def zero_copy_loading(model_name_or_path: Any) -> Iterator[None]:
+def zero_copy_loading(model_name_or_path: Any, scratch_parent: Path) -> Iterator[None]:
     """While active, optimum-intel loads this local checkpoint with :func:`load_for_export`.
 
-    Any other model, a hub id, a ``subfolder`` or a task other than text generation goes through
+    Converted weights go to a hidden scratch folder in ``scratch_parent``, removed on exit. Any
+    other model, a hub id, a ``subfolder`` or a task other than text generation goes through
     optimum-intel's own loading, as does everything after the context exits.
     """
     folder = Path(str(model_name_or_path))
@@ -124,13 +155,15 @@ def zero_copy_loading(model_name_or_path: Any) -> Iterator[None]:
         )
         if not ours:
             return original.__func__(task, model_name_or_path, subfolder, *args, **kwargs)
-        return load_for_export(folder, kwargs.get("torch_dtype"))
+        return load_for_export(folder, kwargs.get("torch_dtype"), scratch)
 
     if not folder.is_dir():
         yield
         return
     TasksManager.get_model_from_task = staticmethod(get_model_from_task)
-    try:
-        yield
-    finally:
-        TasksManager.get_model_from_task = original
+    with tempfile.TemporaryDirectory(prefix=".qwen35-scratch-", dir=scratch_parent, ignore_cleanup_errors=True) as name:
+        scratch = Path(name)
+        try:
+            yield
+        finally:
+            TasksManager.get_model_from_task = original
