@@ -136,6 +136,21 @@ def test_disk_full_while_saving_leaves_nothing(text_checkpoint, tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
+def test_disk_full_while_converting_weights_leaves_nothing(text_checkpoint, tmp_path, monkeypatch):
+    # --weight-format fp16 of a bf16 checkpoint writes converted weights to a scratch folder beside
+    # the output first: a full disk there must leave neither that folder nor a partial output.
+    from optimum_qwen35.exporters import loading
+
+    def write_half_then_fail(tensors, dtype, destination):
+        destination.write_bytes(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loading, "_write_converted", write_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="fp16", convert_tokenizer=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_refuses_non_empty_output(text_checkpoint, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
