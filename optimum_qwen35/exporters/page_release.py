@@ -99,14 +99,15 @@ class _IoVec(ctypes.Structure):
 def page_out_writable_mappings(pid: int, pidfd: int) -> bool:
     """``process_madvise(MADV_PAGEOUT)`` on another process's writable weight-file mappings, once.
 
-    Returns ``False`` when the kernel or the caller's privileges do not allow it.
+    Returns ``False`` when the kernel or the caller's privileges do not allow it (``EPERM``
+    without ``CAP_SYS_NICE``, ``ENOSYS`` before Linux 5.10), even if there is nothing to page out.
     """
     libc = _libc()
     if libc is None:
         return False
-    for start, length, writable in _weight_mappings(pid):
-        if not writable:
-            continue
+    # The empty range first: the kernel checks permission and advice before it looks at ranges.
+    ranges = [(0, 0)] + [(start, length) for start, length, writable in _weight_mappings(pid) if writable]
+    for start, length in ranges:
         vector = _IoVec(start, length)
         if libc.syscall(_SYS_PROCESS_MADVISE, pidfd, ctypes.byref(vector), 1, _MADV_PAGEOUT, 0) < 0:
             if ctypes.get_errno() != _ENOMEM:  # ENOMEM: the range was unmapped meanwhile
@@ -135,12 +136,15 @@ def _start_helper(interval: float) -> subprocess.Popen | None:
     """The helper process paging out this process's writable mappings, or None if it cannot."""
     if not hasattr(os, "pidfd_open") or _libc() is None:
         return None
-    helper = subprocess.Popen(
-        [sys.executable, "-I", __file__, str(os.getpid()), str(interval)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    try:
+        helper = subprocess.Popen(
+            [sys.executable, "-I", __file__, str(os.getpid()), str(interval)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    except OSError:  # e.g. an interpreter this user may not execute again
+        return None
     if helper.stdout.readline().strip() == _HELPER_READY:
         return helper
     _stop_helper(helper)
