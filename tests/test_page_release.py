@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -158,3 +159,22 @@ def test_pages_are_released_while_a_call_holds_the_gil(tmp_path):
     assert peak("thread") > 0.9 * size  # the thread alone: every page stays until save_model returns
     assert peak("helper") < 0.5 * size
     assert (tmp_path / "helper.bin").read_bytes() == (tmp_path / "thread.bin").read_bytes()
+
+
+def test_helper_pages_out_the_end_of_a_mapping_larger_than_2_gib(tmp_path):
+    # One process_madvise call stops after ~2 GiB: the tail of a 4B checkpoint's 8 GB file stayed
+    # resident until the helper advised in 1 GiB pieces. The file is sparse, so this costs no disk.
+    path = tmp_path / "model.safetensors"
+    size = 5 * 2**29  # 2.5 GiB
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
+    tail = torch.tensor([], dtype=torch.uint8).set_(storage)[-SIZE:]
+    assert int(tail.sum()) == 0  # reads the last 32 MiB
+    assert resident_bytes(path) > SIZE * 0.9
+    pidfd = os.pidfd_open(os.getpid())  # this process: the same call the helper makes for its parent
+    try:
+        assert page_release.page_out_writable_mappings(os.getpid(), pidfd)
+    finally:
+        os.close(pidfd)
+    assert resident_bytes(path) < SIZE * 0.05

@@ -45,6 +45,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _MADV_DONTNEED = 4
 _MADV_PAGEOUT = 21
 _SYS_PROCESS_MADVISE = 440  # the same number on x86-64, arm64 and every asm-generic architecture
+_PROCESS_MADVISE_BYTES = 2**30
 _ENOMEM, _EINVAL = 12, 22
 _HELPER_READY = "ready"
 
@@ -106,7 +107,14 @@ def page_out_writable_mappings(pid: int, pidfd: int) -> bool:
     if libc is None:
         return False
     # The empty range first: the kernel checks permission and advice before it looks at ranges.
-    ranges = [(0, 0)] + [(start, length) for start, length, writable in _weight_mappings(pid) if writable]
+    # Then pieces of at most _PROCESS_MADVISE_BYTES: one call advises at most ~2 GiB (MAX_RW_COUNT)
+    # and silently leaves the rest of a longer range (most of a 4B checkpoint's 8 GB file).
+    ranges = [(0, 0)] + [
+        (piece, min(_PROCESS_MADVISE_BYTES, start + length - piece))
+        for start, length, writable in _weight_mappings(pid)
+        if writable
+        for piece in range(start, start + length, _PROCESS_MADVISE_BYTES)
+    ]
     for start, length in ranges:
         vector = _IoVec(start, length)
         if libc.syscall(_SYS_PROCESS_MADVISE, pidfd, ctypes.byref(vector), 1, _MADV_PAGEOUT, 0) < 0:
