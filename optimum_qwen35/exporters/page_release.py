@@ -130,14 +130,14 @@ def _serve(pid: int, interval: float) -> None:
     """
     try:
         pidfd = os.pidfd_open(pid)
-    except OSError:
+        if not page_out_writable_mappings(pid, pidfd):
+            return
+        print(_HELPER_READY, flush=True)
+        # stdin reaches EOF when the parent closes it, or dies.
+        while not select.select([sys.stdin], [], [], interval)[0]:
+            page_out_writable_mappings(pid, pidfd)
+    except OSError:  # the parent is gone (its /proc entry with it)
         return
-    if not page_out_writable_mappings(pid, pidfd):
-        return
-    print(_HELPER_READY, flush=True)
-    # stdin reaches EOF when the parent closes it, or dies.
-    while not select.select([sys.stdin], [], [], interval)[0]:
-        page_out_writable_mappings(pid, pidfd)
 
 
 def _start_helper(interval: float) -> subprocess.Popen | None:
