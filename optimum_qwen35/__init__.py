@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from .errors import (
     CheckpointError,
+    DiskFullError,
     NotQwen35Error,
     OutputDirectoryError,
     Qwen35ExportError,
@@ -23,6 +24,7 @@ register()
 
 __all__ = [
     "CheckpointError",
+    "DiskFullError",
     "NotQwen35Error",
     "OutputDirectoryError",
     "Qwen35ExportError",

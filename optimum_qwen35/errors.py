@@ -21,6 +21,10 @@ class OutputDirectoryError(Qwen35ExportError, FileExistsError):
     """The output directory exists and is not empty."""
 
 
+class DiskFullError(Qwen35ExportError, OSError):
+    """The disk filled up while the export was written (the partial output has been removed)."""
+
+
 class CompressionConfigError(Qwen35ExportError, ValueError):
     """Weight-compression options that cannot be applied to this checkpoint."""
 

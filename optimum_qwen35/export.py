@@ -73,7 +73,7 @@ def export(
 
     Raises:
         NotQwen35Error, CheckpointError, UnsupportedEnvironmentError, OutputDirectoryError,
-        CompressionConfigError, CalibrationDataError.
+        DiskFullError, CompressionConfigError, CalibrationDataError.
     """
     register()
     check_environment()

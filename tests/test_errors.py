@@ -14,6 +14,7 @@ from ov_helpers import run_optimum_cli
 import optimum_qwen35
 from optimum_qwen35 import (
     CheckpointError,
+    DiskFullError,
     NotQwen35Error,
     OutputDirectoryError,
     UnsupportedEnvironmentError,
@@ -131,8 +132,30 @@ def test_disk_full_while_saving_leaves_nothing(text_checkpoint, tmp_path, monkey
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ov_convert, "save_model", save_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskFullError, match=r"No space left on device while exporting to .*out .*Fix: free disk"):
         optimum_qwen35.export(text_checkpoint, tmp_path / "out", convert_tokenizer=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("nearly_full", [True, False])
+def test_openvino_write_error_is_reported_as_a_full_disk_only_when_it_is(
+    text_checkpoint, tmp_path, monkeypatch, nearly_full
+):
+    # OpenVINO's writer reports a full disk as a bare iostream error, without errno.
+    import optimum.exporters.openvino.convert as ov_convert
+
+    from optimum_qwen35.exporters import output_dir
+
+    def save_fails(model, path, *args, **kwargs):
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(ov_convert, "save_model", save_fails)
+    if nearly_full:  # every disk counts as nearly full
+        monkeypatch.setattr(output_dir, "NEARLY_FULL_BYTES", 2**62)
+    expected = DiskFullError if nearly_full else RuntimeError
+    with pytest.raises(expected) as raised:
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out", convert_tokenizer=False)
+    assert isinstance(raised.value, DiskFullError) == nearly_full
     assert list(tmp_path.iterdir()) == []
 
 
@@ -146,7 +169,7 @@ def test_disk_full_while_converting_weights_leaves_nothing(text_checkpoint, tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(loading, "_write_converted", write_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskFullError, match="No space left on device while exporting"):
         optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="fp16", convert_tokenizer=False)
     assert list(tmp_path.iterdir()) == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -10,10 +11,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from ..errors import OutputDirectoryError
+from ..errors import DiskFullError, OutputDirectoryError
 
 #: Environment variable that lets ``optimum-cli`` replace a non-empty output folder.
 OVERWRITE_ENV = "OPTIMUM_QWEN35_OVERWRITE"
+
+
+#: Below this many free bytes a failed export is reported as a full disk (OpenVINO's writer says
+#: only "basic_ios::clear: iostream error").
+NEARLY_FULL_BYTES = 100 * 2**20
 
 
 #: Set by ``optimum_qwen35.export(overwrite=True)`` for the optimum-cli code it runs.
@@ -65,8 +71,30 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)
+    except Exception as error:
+        if _disk_full(error, staging):
+            written = sum(file.stat().st_size for file in staging.rglob("*") if file.is_file())
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"No space left on device while exporting to {output} ({written / 1e9:.1f} GB written, "
+                f"{shutil.disk_usage(staging).free / 1e9:.2f} GB free). The partial export has been removed. "
+                "Fix: free disk space (a 16-bit IR is about the size of the bf16 checkpoint, and "
+                "--weight-format fp16 of a bf16 checkpoint needs that much again while it runs) or "
+                "choose an output folder on another disk.",
+            ) from error
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether ``error`` (or one it was raised from) is a full disk, or ``folder``'s disk is nearly full."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
 
 
 def replace_folder(source: Path, output: Path) -> None:
