@@ -156,8 +156,10 @@ def test_pages_are_released_while_a_call_holds_the_gil(tmp_path):
         command = [sys.executable, "-c", script, str(checkpoint), str(tmp_path / f"{mode}.xml"), mode]
         return peak_resident_bytes(command, checkpoint)
 
-    assert peak("thread") > 0.9 * size  # the thread alone: every page stays until save_model returns
-    assert peak("helper") < 0.5 * size
+    # The thread alone: every page stays until save_model returns (1.0 of the file on a quiet
+    # machine; the sampler can miss the last pages under load). The helper: 0.2 of it here.
+    assert peak("thread") > 0.6 * size
+    assert peak("helper") < 0.4 * size
     assert (tmp_path / "helper.bin").read_bytes() == (tmp_path / "thread.bin").read_bytes()
 
 
