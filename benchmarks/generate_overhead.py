@@ -41,13 +41,18 @@ def bare_loop_ms(request, prompt_ids: np.ndarray, new_tokens: int) -> float:
     return 1000 * (time.perf_counter() - start) / (new_tokens - 1)
 
 
-def timed_generate(model, ids, count: int) -> float:
+def timed_generate(model, ids, count: int, streamer=None) -> float:
     """Seconds of ``model.generate()`` producing exactly ``count`` greedy tokens after ``ids`` ``[1, T]``."""
     import torch
 
     start = time.perf_counter()
     out = model.generate(
-        ids, attention_mask=torch.ones_like(ids), max_new_tokens=count, min_new_tokens=count, do_sample=False
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=count,
+        min_new_tokens=count,
+        do_sample=False,
+        streamer=streamer,
     )
     assert out.shape[1] == ids.shape[1] + count
     return time.perf_counter() - start
