@@ -160,9 +160,9 @@ def zero_copy_loading(model_name_or_path: Any, scratch_parent: Path) -> Iterator
     if not folder.is_dir():
         yield
         return
-    TasksManager.get_model_from_task = staticmethod(get_model_from_task)
     with tempfile.TemporaryDirectory(prefix=".qwen35-scratch-", dir=scratch_parent, ignore_cleanup_errors=True) as name:
         scratch = Path(name)
+        TasksManager.get_model_from_task = staticmethod(get_model_from_task)
         try:
             yield
         finally:
