@@ -22,10 +22,10 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pa
 SIZE = 32 * 2**20  # bytes per file
 
 
-def resident_bytes(path: Path) -> int:
-    """Resident bytes of this process's mappings of ``path`` (from /proc/self/smaps)."""
+def resident_bytes(path: Path, pid: int | str = "self") -> int:
+    """Resident bytes of a process's mappings of ``path`` (from /proc/<pid>/smaps)."""
     total, current = 0, None
-    for line in Path("/proc/self/smaps").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         fields = line.split()
         if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
             current = fields[5] if len(fields) > 5 else None
@@ -129,17 +129,10 @@ def peak_resident_bytes(command: list[str], path: Path) -> int:
     it unrecorded, so it would not see pages that were resident while a call held the GIL.
     """
     child = subprocess.Popen(command, stderr=subprocess.PIPE)
-    smaps, peak = Path(f"/proc/{child.pid}/smaps"), 0
+    peak = 0
     while child.poll() is None:
-        total, current = 0, None
         with contextlib.suppress(OSError):  # the child may exit while it is read
-            for line in smaps.read_text().splitlines():
-                fields = line.split()
-                if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
-                    current = fields[5] if len(fields) > 5 else None
-                elif fields[0] == "Rss:" and current == str(path):
-                    total += int(fields[1]) * 1024
-        peak = max(peak, total)
+            peak = max(peak, resident_bytes(path, child.pid))
     assert child.wait() == 0, child.stderr.read().decode()
     return peak
 

@@ -115,10 +115,10 @@ def page_out_writable_mappings(pid: int, pidfd: int) -> bool:
         if writable
         for piece in range(start, start + length, _PROCESS_MADVISE_BYTES)
     ]
+    # syscall() is variadic and reads every argument as a long.
+    number, fd, count, advice, flags = map(ctypes.c_long, (_SYS_PROCESS_MADVISE, pidfd, 1, _MADV_PAGEOUT, 0))
     for start, length in ranges:
         vector = _IoVec(start, length)
-        # syscall() is variadic and reads every argument as a long.
-        number, fd, count, advice, flags = map(ctypes.c_long, (_SYS_PROCESS_MADVISE, pidfd, 1, _MADV_PAGEOUT, 0))
         if libc.syscall(number, fd, ctypes.byref(vector), count, advice, flags) < 0:
             if ctypes.get_errno() != _ENOMEM:  # ENOMEM: the range was unmapped meanwhile
                 return False
