@@ -76,6 +76,15 @@ def moe_reference_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
+def dense_reference_checkpoint() -> Path:
+    """The trained text-only (``qwen3_5_text``) reference model from ../shared (tests skip without it)."""
+    path = SHARED_MODELS / "qwen35-code-dense"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found (the trained dense reference lives in ../shared)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def reference_export(reference_checkpoint, tmp_path_factory) -> Path:
     return optimum_qwen35.export(reference_checkpoint, tmp_path_factory.mktemp("ov") / "reference")
 

@@ -1,8 +1,8 @@
 """openvino-genai LLMPipeline modes on the plugin's IR of the trained reference model.
 
-Each mode is compared with what a user would take as the truth: transformers float32 for beam
-search, a fresh pipeline given the whole templated history for chat turns, the non-streamed
-result for streaming.
+Each mode is compared with what a user would take as the truth: transformers float32 (tie-aware
+for greedy answers, exact for beam search), a fresh pipeline given the whole templated history
+for chat turns, the non-streamed result for streaming.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import pytest
 import torch
 from ov_helpers import F32, assert_greedy_matches, hf_float32
 from transformers import AutoConfig, AutoTokenizer
+
+import optimum_qwen35
 
 FIRST, SECOND = "def add(a, b):", "Now write subtract."
 
@@ -32,6 +34,30 @@ def _config(**kwargs) -> openvino_genai.GenerationConfig:
     config = openvino_genai.GenerationConfig(**kwargs)
     config.apply_chat_template = False
     return config
+
+
+class TokenRecorder(openvino_genai.StreamerBase):
+    """A streamer that keeps the token ids it is given, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.tokens: list[int] = []
+
+    def write(self, token) -> openvino_genai.StreamingStatus:
+        self.tokens.extend([token] if isinstance(token, int) else token)
+        return openvino_genai.StreamingStatus.RUNNING
+
+    def end(self) -> None:
+        pass
+
+
+def _chat_prompt_ids(tokenizer, turns: list[str], answers: list[str]) -> list[int]:
+    history = []
+    for index, turn in enumerate(turns):
+        history.append({"role": "user", "content": turn})
+        if index < len(answers):
+            history.append({"role": "assistant", "content": answers[index]})
+    return tokenizer.apply_chat_template(history, tokenize=True, add_generation_prompt=True, return_dict=False)
 
 
 def _fresh_answer(reference_export, tokenizer, first_answer: str, max_new_tokens: int) -> str:
@@ -74,6 +100,49 @@ def test_streaming_yields_the_generated_text(pipe):
 
     result = pipe.generate("import os\n", _config(max_new_tokens=24, do_sample=False), streamer)
     assert len(pieces) > 1 and "".join(pieces) == str(result)
+    assert str(result) == str(pipe.generate("import os\n", _config(max_new_tokens=24, do_sample=False)))
+
+
+def test_streamed_tokens_equal_the_non_streamed_run_and_transformers(pipe, reference_checkpoint, tokenizer):
+    prompt_ids = tokenizer("def read_config(path):\n").input_ids
+    inputs = openvino_genai.TokenizedInputs(
+        ov.Tensor(np.array([prompt_ids], dtype=np.int64)), ov.Tensor(np.ones((1, len(prompt_ids)), np.int64))
+    )
+    recorder = TokenRecorder()
+    streamed = list(pipe.generate(inputs, _config(max_new_tokens=24, do_sample=False), recorder).tokens[0])
+    plain = list(pipe.generate(inputs, _config(max_new_tokens=24, do_sample=False)).tokens[0])
+    assert recorder.tokens == streamed == plain and len(plain) == 24
+    assert_greedy_matches(hf_float32(reference_checkpoint), prompt_ids, plain)
+
+
+def test_chat_turns_match_transformers(pipe, reference_checkpoint, tokenizer):
+    # Each chat turn's tokens are transformers' greedy continuation of the templated history.
+    hf = hf_float32(reference_checkpoint)
+    config = openvino_genai.GenerationConfig(max_new_tokens=20, do_sample=False)
+    turns, answers = [FIRST, SECOND], []
+    pipe.start_chat()
+    try:
+        for index in range(len(turns)):
+            recorder = TokenRecorder()
+            answers.append(str(pipe.generate(turns[index], config, recorder)))
+            assert recorder.tokens, f"turn {index + 1} produced no tokens"
+            assert_greedy_matches(hf, _chat_prompt_ids(tokenizer, turns[: index + 1], answers[:index]), recorder.tokens)
+    finally:
+        pipe.finish_chat()
+
+
+def test_left_padded_batch_matches_transformers_per_row(pipe, reference_checkpoint, tokenizer):
+    hf = hf_float32(reference_checkpoint)
+    rows = [tokenizer(prompt).input_ids for prompt in ("def fibonacci(n):\n    ", "import os\nimport sys\n\n\nclass ")]
+    width = max(map(len, rows))
+    ids = np.array([[tokenizer.pad_token_id or 0] * (width - len(row)) + row for row in rows], dtype=np.int64)
+    mask = np.array([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=np.int64)
+    assert mask.min() == 0  # the prompts differ in length: one row is padded
+    result = pipe.generate(openvino_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(mask)),
+                           _config(max_new_tokens=16, do_sample=False))  # fmt: skip
+    for row, tokens in zip(rows, result.tokens, strict=True):
+        assert len(tokens) == 16
+        assert_greedy_matches(hf, row, list(tokens))
 
 
 def test_stop_string_ends_generation(pipe):
@@ -152,3 +221,21 @@ def test_continuous_batching_pipeline_concurrent_requests(pipe, reference_export
     tokens = list(cb.generate([inputs], [config])[0].m_generation_ids[0])
     assert len(tokens) == 24
     assert_greedy_matches(hf_float32(reference_checkpoint), prompt_ids, tokens)
+
+
+def test_dense_reference_greedy_and_continuous_batching(dense_reference_checkpoint, tmp_path):
+    # The text-only checkpoint kind (qwen3_5_text) through both GenAI backends.
+    export = optimum_qwen35.export(dense_reference_checkpoint, tmp_path / "dense")
+    tokenizer = AutoTokenizer.from_pretrained(dense_reference_checkpoint)
+    stateful = openvino_genai.LLMPipeline(str(export), "CPU", **F32)
+    paged = openvino_genai.LLMPipeline(str(export), "CPU", scheduler_config=openvino_genai.SchedulerConfig(), **F32)
+    config = _config(max_new_tokens=24, do_sample=False)
+    expected = _stateful_answers(stateful)
+    assert list(paged.generate(PROMPTS, config).texts) == expected
+    prompt_ids = tokenizer(PROMPTS[1]).input_ids
+    inputs = openvino_genai.TokenizedInputs(
+        ov.Tensor(np.array([prompt_ids], dtype=np.int64)), ov.Tensor(np.ones((1, len(prompt_ids)), np.int64))
+    )
+    tokens = list(stateful.generate(inputs, config).tokens[0])
+    assert len(tokens) == 24
+    assert_greedy_matches(hf_float32(dense_reference_checkpoint), prompt_ids, tokens)
