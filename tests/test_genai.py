@@ -239,3 +239,44 @@ def test_dense_reference_greedy_and_continuous_batching(dense_reference_checkpoi
     tokens = list(stateful.generate(inputs, config).tokens[0])
     assert len(tokens) == 24
     assert_greedy_matches(hf_float32(dense_reference_checkpoint), prompt_ids, tokens)
+
+
+@pytest.fixture(scope="module")
+def paged(reference_export):
+    """The continuous-batching backend with prefix caching on (GenAI keeps linear-attention states per block)."""
+    scheduler = openvino_genai.SchedulerConfig()
+    scheduler.enable_prefix_caching = True
+    return openvino_genai.LLMPipeline(str(reference_export), "CPU", scheduler_config=scheduler, **F32)
+
+
+def test_continuous_batching_modes_equal_the_stateful_path(pipe, paged):
+    beams = _config(max_new_tokens=16, num_beams=3, num_return_sequences=2, do_sample=False)
+    assert list(paged.generate(PROMPTS[0], beams).texts) == list(pipe.generate(PROMPTS[0], beams).texts)
+    sampling = _config(max_new_tokens=16, do_sample=True, top_k=20, rng_seed=7)
+    assert str(paged.generate(PROMPTS[0], sampling)) == str(pipe.generate(PROMPTS[0], sampling))
+    stop = _config(max_new_tokens=40, do_sample=False)
+    stop.stop_strings = {str(pipe.generate("def f(x):\n", stop))[10:16]}
+    assert str(paged.generate("def f(x):\n", stop)) == str(pipe.generate("def f(x):\n", stop))
+    chat = openvino_genai.GenerationConfig(max_new_tokens=20, do_sample=False)
+    answers = []
+    for backend in (pipe, paged):
+        backend.start_chat()
+        try:
+            answers.append([str(backend.generate(turn, chat)) for turn in (FIRST, SECOND)])
+        finally:
+            backend.finish_chat()
+    assert answers[0] == answers[1]
+
+
+def test_prefix_caching_reuses_a_prefix_without_changing_the_answer(pipe, paged, tokenizer):
+    # The second prompt starts with the first, several cache blocks long: its prefix blocks (KV
+    # and recurrent states) come from the cache. The answer must be the one computed from scratch.
+    prefix = "".join(
+        f"def get_{name}(config):\n    return config['{name}']\n\n\n" for name in ("host", "port", "user", "path")
+    )
+    long = prefix * 2 + "class Config:\n    def __init__(self, path):\n        self.path = path\n\n    def "
+    config = _config(max_new_tokens=20, do_sample=False)
+    expected = str(pipe.generate(long, config))
+    assert len(tokenizer(prefix * 2).input_ids) >= 4 * 32  # at least four 32-token cache blocks
+    paged.generate(prefix * 2, config)
+    assert [str(paged.generate(long, config)) for _ in range(2)] == [expected, expected]
