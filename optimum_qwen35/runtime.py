@@ -149,9 +149,11 @@ def install() -> None:
     def _from_pretrained(cls, *args, compile: bool = True, **kwargs):
         # Load uncompiled, so the graph can still gain its logits_to_keep input.
         model = original(cls, *args, compile=False, **kwargs)
-        if type(model) is OVModelWithMambaForCausalLM and is_plugin_ir(model.model):
-            # Same constructor (the hybrid class only adds bookkeeping lists), so switching the
-            # class keeps everything optimum-intel set up.
+        # optimum-intel picks its hybrid class for a qwen3_5_text config and its plain class for
+        # a composite one (from_pretrained(composite checkpoint, export=True) reloads the export
+        # with the checkpoint's qwen3_5 config). Same constructor either way (the hybrid class only
+        # adds bookkeeping lists), so switching the class keeps everything optimum-intel set up.
+        if type(model) in (OVModelWithMambaForCausalLM, OVModelForCausalLM) and is_plugin_ir(model.model):
             model.__class__ = OVQwen35ForCausalLM
             if not model._compile_only and lm_head(model.model) is not None:
                 model.input_names[LOGITS_TO_KEEP] = len(model.input_names)
