@@ -138,18 +138,42 @@ def _times(*values: int | None) -> int | None:
     return None if None in values else math.prod(values)
 
 
-def _expected_shapes(text: dict) -> dict[str, list[int | None]]:
-    """Shapes the text config implies, by tensor name inside the model or layer."""
-    hidden, get = text.get("hidden_size"), text.get
-    key_dim = _times(get("linear_num_key_heads"), get("linear_key_head_dim"))
-    value_dim = _times(get("linear_num_value_heads"), get("linear_value_head_dim"))
-    qkv = None if None in (key_dim, value_dim) else 2 * key_dim + value_dim
+#: One dimension a config implies: its value (``None`` when a key is absent) and how it is computed.
+_Dim = tuple[int | None, str]
+
+
+def _expected_shapes(text: dict, prefix: str = "") -> dict[str, list[_Dim]]:
+    """Shapes the text config implies, by tensor name inside the model or layer.
+
+    ``prefix`` (``"text_config."`` for a composite checkpoint) spells the keys as in ``config.json``.
+    """
+
+    def dim(*keys: str, factor: int = 1) -> _Dim:
+        label = " * ".join(([str(factor)] if factor != 1 else []) + [prefix + key for key in keys])
+        return _times(factor, *(text.get(key) for key in keys)), label
+
+    hidden = dim("hidden_size")
+    key_dim, key_label = dim("linear_num_key_heads", "linear_key_head_dim", factor=2)
+    value_dim, value_label = dim("linear_num_value_heads", "linear_value_head_dim")
+    qkv = (None if None in (key_dim, value_dim) else key_dim + value_dim, f"{key_label} + {value_label}")
+    dense, shared = dim("intermediate_size"), dim("shared_expert_intermediate_size")
+    experts = dim("num_experts")
     return {
-        "embed_tokens.weight": [get("vocab_size"), hidden],
+        "embed_tokens.weight": [dim("vocab_size"), hidden],
         "linear_attn.in_proj_qkv.weight": [qkv, hidden],
-        "self_attn.q_proj.weight": [_times(2, get("num_attention_heads"), get("head_dim")), hidden],
-        "self_attn.k_proj.weight": [_times(get("num_key_value_heads"), get("head_dim")), hidden],
-        "mlp.gate.weight": [get("num_experts"), hidden],
+        "self_attn.q_proj.weight": [dim("num_attention_heads", "head_dim", factor=2), hidden],
+        "self_attn.k_proj.weight": [dim("num_key_value_heads", "head_dim"), hidden],
+        # Dense MLP.
+        "mlp.gate_proj.weight": [dense, hidden],
+        "mlp.up_proj.weight": [dense, hidden],
+        "mlp.down_proj.weight": [hidden, dense],
+        # Sparse MoE block: router, every expert fused into one tensor (gate rows, then up), shared expert.
+        "mlp.gate.weight": [experts, hidden],
+        "mlp.experts.gate_up_proj": [experts, dim("moe_intermediate_size", factor=2), hidden],
+        "mlp.experts.down_proj": [experts, hidden, dim("moe_intermediate_size")],
+        "mlp.shared_expert.gate_proj.weight": [shared, hidden],
+        "mlp.shared_expert.up_proj.weight": [shared, hidden],
+        "mlp.shared_expert.down_proj.weight": [hidden, shared],
     }
 
 
@@ -157,8 +181,9 @@ def check_config_matches_weights(config: dict, shapes: dict[str, list[int]]) -> 
     """Raise :class:`CheckpointError` when ``config.json`` and the weights describe different models.
 
     Only safetensors headers are needed: the layer count, and the shapes of the embedding, the first
-    Gated DeltaNet and attention projections and the MoE router, so a config from another model
-    size fails in milliseconds instead of minutes into loading.
+    Gated DeltaNet and attention projections, the dense MLP, and the MoE router, experts and shared
+    expert, so a config from another model size fails in milliseconds instead of minutes into
+    loading. The error names the config keys behind the dimensions that differ.
     """
     text = config.get("text_config") or config
     fix = "Fix: use the config.json that came with these weights (or re-download the checkpoint)."
@@ -167,8 +192,15 @@ def check_config_matches_weights(config: dict, shapes: dict[str, list[int]]) -> 
     declared = text.get("num_hidden_layers")
     if layers and declared is not None and max(layers) + 1 != declared:
         raise CheckpointError(f"config.json declares {declared} layers but the weights hold {max(layers) + 1}. {fix}")
-    expected = _expected_shapes(text)
+    expected = _expected_shapes(text, "text_config." if config.get("text_config") else "")
     for name, match in matches:
-        want = expected.pop(match.group(2), None)  # the first tensor of each kind is enough
-        if want is not None and None not in want and list(shapes[name]) != want:
-            raise CheckpointError(f"{name} has shape {list(shapes[name])} but config.json implies {want}. {fix}")
+        dims = expected.pop(match.group(2), None)  # the first tensor of each kind is enough
+        want = [value for value, _ in dims or []]
+        found = list(shapes[name])
+        if not dims or None in want or found == want:
+            continue
+        differ = dims
+        if len(found) == len(dims):  # name only the keys behind the sizes that differ
+            differ = [dim for dim, size in zip(dims, found, strict=True) if dim[0] != size]
+        keys = ", ".join(dict.fromkeys(f"{label} = {value}" for value, label in differ))
+        raise CheckpointError(f"{name} has shape {found} but config.json implies {want} ({keys}). {fix}")

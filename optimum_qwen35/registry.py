@@ -27,6 +27,7 @@ def register() -> None:
     from .exporters import hooks
     from .exporters.config import TASKS, Qwen35TextOpenVINOConfig
 
+    upstream_configs = hooks.snapshot_openvino_configs(set(TEXT_MODEL_TYPES))
     register_config = TasksManager.create_register("openvino", overwrite_existing=True)
     for model_type in sorted(TEXT_MODEL_TYPES):
         register_config(model_type, *TASKS, library_name="transformers")(Qwen35TextOpenVINOConfig)
@@ -34,7 +35,7 @@ def register() -> None:
     # code; it costs ~0.5 GB and a third of the tracing time on the 0.8B shape, and the parity tests
     # compare the IR with transformers far more strictly.
     ov_utils.SKIP_CHECK_TRACE_MODELS = (*ov_utils.SKIP_CHECK_TRACE_MODELS, *sorted(TEXT_MODEL_TYPES))
-    hooks.install(set(TEXT_MODEL_TYPES))
+    hooks.install(set(TEXT_MODEL_TYPES), upstream_configs)
     compression_hooks.install(set(TEXT_MODEL_TYPES))
     runtime.install()
     _registered = True

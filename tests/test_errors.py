@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from optimum_qwen35 import (
     UnsupportedEnvironmentError,
 )
 from optimum_qwen35 import versions as versions_module
+from optimum_qwen35.checkpoint import check_config_matches_weights
 
 
 def _leftovers(folder):
@@ -103,6 +105,11 @@ def test_non_empty_output_needs_overwrite(text_checkpoint, tmp_path):
         ("hidden_size", 2, r"embed_tokens.weight has shape \[512, 64\] but config.json implies \[512, 128\].*Fix"),
         ("num_hidden_layers", 2, r"config.json declares 10 layers but the weights hold 5.*Fix"),
         ("linear_num_value_heads", 2, r"in_proj_qkv.weight has shape \[128, 64\] but config.json implies \[192, 64\]"),
+        (
+            "intermediate_size",
+            2,
+            r"mlp.down_proj.weight has shape \[64, 128\] but .* \[64, 256\] \(intermediate_size = 256\)",
+        ),
     ],
 )
 def test_config_that_does_not_match_the_weights_is_refused_up_front(broken_copy, tmp_path, key, factor, message):
@@ -114,14 +121,39 @@ def test_config_that_does_not_match_the_weights_is_refused_up_front(broken_copy,
     assert list(tmp_path.iterdir()) == [broken_copy]
 
 
-def test_moe_router_mismatch_is_refused(moe_text_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        # The fused experts tensors sort before the router: a wrong expert count is caught there first.
+        ("num_experts", r"experts.down_proj has shape \[6, 64, 48\] but .* \[8, 64, 48\] \(num_experts = 8\)"),
+        (
+            "moe_intermediate_size",
+            r"experts.down_proj has shape \[6, 64, 48\] but .* \[6, 64, 50\] \(moe_intermediate_size = 50\)",
+        ),
+        (
+            "shared_expert_intermediate_size",
+            r"shared_expert.down_proj.weight has shape \[64, 96\] but .* \[64, 98\] "
+            r"\(shared_expert_intermediate_size = 98\)",
+        ),
+    ],
+)
+def test_moe_config_that_does_not_match_the_weights_is_refused(moe_text_checkpoint, tmp_path, key, message):
     copy = tmp_path / "moe"
     shutil.copytree(moe_text_checkpoint, copy)
     config = json.loads((copy / "config.json").read_text())
-    config["num_experts"] += 2
+    config[key] += 2
     (copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"mlp.gate.weight has shape \[6, 64\] but config.json implies \[8, 64\]"):
+    with pytest.raises(CheckpointError, match=message + r"\. Fix: use the config.json"):
         optimum_qwen35.export(copy, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == [copy]
+
+
+def test_moe_router_mismatch_is_refused():
+    # A router that disagrees with a composite config while no other tensor does (keys as in config.json).
+    config = {"model_type": "qwen3_5_moe", "text_config": {"hidden_size": 64, "num_experts": 8}}
+    message = r"mlp.gate.weight has shape \[6, 64\] but config.json implies \[8, 64\] \(text_config.num_experts = 8\)"
+    with pytest.raises(CheckpointError, match=message):
+        check_config_matches_weights(config, {"model.language_model.layers.0.mlp.gate.weight": [6, 64]})
 
 
 def test_disk_full_while_saving_leaves_nothing(text_checkpoint, tmp_path, monkeypatch):
@@ -183,3 +215,36 @@ def test_cli_refuses_non_empty_output(text_checkpoint, tmp_path):
     assert result.returncode != 0
     assert "OPTIMUM_QWEN35_OVERWRITE=1" in result.stderr
     assert [p.name for p in out.iterdir()] == ["old.xml"]
+
+
+@pytest.mark.parametrize("where", ["compressed save", "move into place"])
+def test_disk_full_during_an_int4_export_leaves_nothing(text_checkpoint, tmp_path, monkeypatch, where):
+    # With --weight-format int4 optimum-intel exports to a temporary folder, compresses there after
+    # main_export returns, creates the output folder and only then moves the result into it: a full
+    # disk at either step must leave neither an (empty) output folder nor any scratch folder.
+    import openvino
+
+    scratch = tmp_path / "tmp"  # where optimum-intel's temporary folders go
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def write_half_then_fail(destination):
+        Path(destination).write_bytes(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "compressed save":  # optimum-intel's quantizer; the export itself uses convert.py's own binding
+        monkeypatch.setattr(openvino, "save_model", lambda model, path, *args, **kwargs: write_half_then_fail(path))
+    else:  # the copy from the temporary folder into the output (copytree reports ENOSPC as text)
+        real_copytree = shutil.copytree
+
+        def copy_bin_fails(source, destination, **kwargs):
+            def copy(src, dst):
+                return write_half_then_fail(dst) if src.endswith(".bin") else shutil.copy2(src, dst)
+
+            return real_copytree(source, destination, **{**kwargs, "copy_function": copy})
+
+        monkeypatch.setattr(shutil, "copytree", copy_bin_fails)
+    with pytest.raises(DiskFullError, match=r"No space left on device while exporting to .*out .*Fix: free disk"):
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="int4", convert_tokenizer=False)
+    assert list(tmp_path.iterdir()) == [scratch]
+    assert list(scratch.iterdir()) == []

@@ -1,6 +1,6 @@
 """Hooks into optimum-intel's export entry points, active for Qwen3.5 checkpoints only.
 
-optimum-intel has no plugin API beyond ``TasksManager`` registrations, and three behaviours
+optimum-intel has no plugin API beyond ``TasksManager`` registrations, and four behaviours
 need changing for Qwen3.5 while every other model must stay untouched:
 
 * ``infer_task``: a composite Qwen3.5 checkpoint with no ``--task`` exports as
@@ -13,6 +13,13 @@ need changing for Qwen3.5 while every other model must stay untouched:
   main_export``, which ``OVModelForCausalLM.from_pretrained(export=True)`` calls), so every
   module-level binding of the original is rebound to the hook.
 * ``patch_stateful``: our stateful step (dtype normalisation first) for our IRs.
+* ``--task image-text-to-text`` stays optimum-intel's VLM export: its language-model part is
+  built from the same ``qwen3_5_text`` text-generation registration the plugin replaces, so that
+  export runs with optimum-intel's own configs put back and ``patch_stateful`` left to it.
+* ``OVExportCommand.run`` (``optimum-cli export openvino`` and ``optimum_qwen35.export``): the
+  whole run writes to one staged output folder. With ``--weight-format int4|int8`` optimum-intel
+  compresses after ``main_export`` returns, then creates the output folder and moves the result
+  into it; a failure there must not leave an empty or partial output folder either.
 
 Each hook calls the original function for anything that is not a Qwen3.5 text export.
 Installing is idempotent.
@@ -20,13 +27,16 @@ Installing is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import optimum.commands.export.openvino as ov_command
 import optimum.exporters.openvino.__main__ as ov_main
 import optimum.exporters.openvino.convert as ov_convert
 from optimum.exporters.tasks import TasksManager
@@ -41,6 +51,32 @@ from .stateful import make_hybrid_stateful
 
 TEXT_TASK = "text-generation-with-past"
 _WRAPPED = "__optimum_qwen35_original__"
+
+#: True while optimum-intel's own Qwen3.5 export (its VLM) runs: the hooks stand aside.
+_UPSTREAM_EXPORT: ContextVar[bool] = ContextVar("optimum_qwen35_upstream_export", default=False)
+
+
+def snapshot_openvino_configs(model_types: set[str]) -> dict[str, dict[str, Any]]:
+    """``{model type: {task: export config constructor}}`` as registered for OpenVINO right now."""
+    table = TasksManager._SUPPORTED_MODEL_TYPE
+    return {model_type: dict(table.get(model_type, {}).get("openvino", {})) for model_type in model_types}
+
+
+@contextlib.contextmanager
+def upstream_export(configs: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Run an export with optimum-intel's OpenVINO ``configs`` (a :func:`snapshot_openvino_configs`
+    taken before registration) and without the plugin's stateful step; ours are restored on exit."""
+    table = TasksManager._SUPPORTED_MODEL_TYPE
+    ours = snapshot_openvino_configs(set(configs))
+    token = _UPSTREAM_EXPORT.set(True)
+    try:
+        for model_type, entries in configs.items():
+            table.setdefault(model_type, {})["openvino"] = dict(entries)
+        yield
+    finally:
+        for model_type, entries in ours.items():
+            table[model_type]["openvino"] = entries
+        _UPSTREAM_EXPORT.reset(token)
 
 
 def checkpoint_config(model_name_or_path: Any, **hub_kwargs) -> dict | None:
@@ -86,11 +122,25 @@ def rebind_imports(module: Any, name: str) -> None:
             setattr(loaded, name, wrapper)
 
 
-def install(model_types: set[str]) -> None:
-    """Install the three hooks for checkpoints whose model type is in ``model_types``."""
+def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) -> None:
+    """Install the four hooks for checkpoints whose model type is in ``model_types``.
+
+    ``upstream_configs``: optimum-intel's own registrations for those types
+    (:func:`snapshot_openvino_configs` before ours), used for its VLM export.
+    """
 
     def is_ours(model_name_or_path: Any, **hub_kwargs) -> bool:
         return qwen35_checkpoint_config(model_name_or_path, model_types, **hub_kwargs) is not None
+
+    def is_text_export(model_name_or_path: Any, task: str, **hub_kwargs) -> bool:
+        """A Qwen3.5 checkpoint exported as a text LLM (``--task image-text-to-text`` is optimum-intel's)."""
+        return is_ours(model_name_or_path, **hub_kwargs) and TasksManager.map_from_synonym(task) != "image-text-to-text"
+
+    def check_before_export(model_name_or_path: Any) -> None:
+        """Environment and checkpoint checks: milliseconds, before any folder is created."""
+        check_environment()
+        if Path(str(model_name_or_path)).is_dir():
+            validate_local_checkpoint(Path(str(model_name_or_path)), model_types)
 
     def make_infer_task(original):
         def infer_task(task, model_name_or_path, *args, **kwargs):
@@ -102,11 +152,12 @@ def install(model_types: set[str]) -> None:
 
     def make_main_export(original):
         def main_export(model_name_or_path, output, task="auto", *args, **kwargs):
-            if not is_ours(model_name_or_path, **kwargs) or TasksManager.map_from_synonym(task) == "image-text-to-text":
+            if not is_ours(model_name_or_path, **kwargs):
                 return original(model_name_or_path, output, task, *args, **kwargs)
-            check_environment()
-            if Path(str(model_name_or_path)).is_dir():
-                validate_local_checkpoint(Path(str(model_name_or_path)), model_types)
+            if TasksManager.map_from_synonym(task) == "image-text-to-text":
+                with upstream_export(upstream_configs):
+                    return original(model_name_or_path, output, task, *args, **kwargs)
+            check_before_export(model_name_or_path)
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),
@@ -119,14 +170,33 @@ def install(model_types: set[str]) -> None:
 
     def make_patch_stateful(original):
         def patch_stateful(config, ov_model):
-            if config.get_text_config().model_type in model_types or config.model_type in model_types:
+            ours = config.get_text_config().model_type in model_types or config.model_type in model_types
+            if ours and not _UPSTREAM_EXPORT.get():
                 advance("stateful")
                 return make_hybrid_stateful(ov_model)
             return original(config, ov_model)
 
         return patch_stateful
 
+    def make_run(original):
+        def run(self):
+            args = self.args
+            hub_kwargs = {"cache_dir": args.cache_dir, "trust_remote_code": args.trust_remote_code}
+            if not is_text_export(args.model, args.task, **hub_kwargs):
+                return original(self)
+            check_before_export(args.model)
+            output = args.output
+            with staged_output(output, overwrite=overwrite_requested()) as staging:
+                args.output = staging  # main_export and the final move of a compressed export write here
+                try:
+                    return original(self)
+                finally:
+                    args.output = output
+
+        return run
+
     wrap(ov_main, "infer_task", make_infer_task)
     wrap(ov_main, "main_export", make_main_export)
     rebind_imports(ov_main, "main_export")
     wrap(ov_convert, "patch_stateful", make_patch_stateful)
+    wrap(ov_command.OVExportCommand, "run", make_run)

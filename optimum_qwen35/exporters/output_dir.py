@@ -25,6 +25,9 @@ NEARLY_FULL_BYTES = 100 * 2**20
 #: Set by ``optimum_qwen35.export(overwrite=True)`` for the optimum-cli code it runs.
 _OVERWRITE_REQUESTED: ContextVar[bool] = ContextVar("optimum_qwen35_overwrite", default=False)
 
+#: The staging folder of the :func:`staged_output` block running in this context, if any.
+_STAGING: ContextVar[Path | None] = ContextVar("optimum_qwen35_staging", default=None)
+
 
 def overwrite_requested() -> bool:
     """True when the running export may replace a non-empty output folder (Python flag or env)."""
@@ -62,10 +65,18 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
 
     Raises :class:`OutputDirectoryError` up front when ``output`` holds files and ``overwrite``
     is false. On any failure the staging folder is removed and ``output`` is left as it was.
+
+    When ``output`` is the staging folder of an enclosing block (optimum-cli's whole run, whose
+    ``main_export`` and final move of a compressed export write there), it is yielded as is: the
+    enclosing block moves it into place or removes it.
     """
+    if Path(output).absolute() == _STAGING.get():
+        yield _STAGING.get()
+        return
     output = check_output(output, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    token = _STAGING.set(staging)
     try:
         yield staging
         if output.exists():
@@ -84,6 +95,7 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
             ) from error
         raise
     finally:
+        _STAGING.reset(token)
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -93,6 +105,8 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             return True
+        if isinstance(cause, shutil.Error) and f"[Errno {errno.ENOSPC}]" in str(cause):
+            return True  # copytree reports the failed copies as text
         cause = cause.__cause__ or cause.__context__
     return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
 
