@@ -8,6 +8,7 @@ import openvino_genai
 import pytest
 import torch
 from optimum.exporters.openvino import main_export
+from optimum.exporters.tasks import TasksManager
 from optimum.intel import OVModelForCausalLM
 from ov_helpers import (
     F32,
@@ -23,6 +24,7 @@ from tiny_models import MOE_TEXT_CONFIG
 from transformers import AutoTokenizer
 
 import optimum_qwen35
+from optimum_qwen35.exporters.config import Qwen35TextOpenVINOConfig
 from optimum_qwen35.runtime import OVQwen35ForCausalLM
 
 # A 32-token prefill, 5 decode steps, then a 6-token chunk (chat turn 2).
@@ -38,26 +40,43 @@ def moe_cli_export(moe_composite_checkpoint, tmp_path_factory):
     return out
 
 
-def _assert_parity(checkpoint, export_dir, seed: int) -> np.ndarray:
+def _assert_parity(checkpoint, compiled: ov.CompiledModel, seed: int) -> np.ndarray:
     hf = hf_float32(checkpoint)
     ids = np.random.default_rng(seed).integers(0, hf.config.vocab_size, (2, sum(CHUNKS)))
     expected = hf_logits(hf, ids)  # one uncached forward: the truth for chunked feeding
-    compiled = compile_ir(export_dir)
     assert relative_max_error(run_chunks(compiled, ids, CHUNKS), expected) <= 1e-4
     assert relative_max_error(run_chunks(compiled, ids, [ids.shape[1]]), expected) <= 1e-4
     assert np.abs(expected).max() > 1.0  # decisive logits
     return expected
 
 
-def test_text_moe_main_export_matches_hf(moe_text_checkpoint, tmp_path):
-    main_export(str(moe_text_checkpoint), tmp_path / "ov", convert_tokenizer=False)
-    _assert_parity(moe_text_checkpoint, tmp_path / "ov", seed=0)
+@pytest.mark.parametrize("model_type", ["qwen3_5_moe_text", "qwen3_5_moe"])
+def test_moe_text_tasks_use_the_plugin(model_type):
+    for task in ("text-generation", "text-generation-with-past"):
+        constructor = TasksManager.get_exporter_config_constructor(
+            "openvino", model_type=model_type, task=task, library_name="transformers"
+        )
+        assert getattr(constructor, "func", constructor) is Qwen35TextOpenVINOConfig, task
+
+
+@pytest.mark.parametrize(
+    ("kind", "entry_point"),
+    [("text", "main_export"), ("composite", "main_export"), ("text", "optimum-cli")],  # composite CLI: below
+)
+def test_moe_export_matches_hf(kind, entry_point, request, tmp_path):
+    checkpoint = request.getfixturevalue(f"moe_{kind}_checkpoint")
+    if entry_point == "optimum-cli":  # a plain run, no --task: a text LLM comes out
+        result = run_optimum_cli("export", "openvino", "--model", str(checkpoint), str(tmp_path / "ov"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    else:
+        main_export(str(checkpoint), tmp_path / "ov", convert_tokenizer=False)
+    _assert_parity(checkpoint, compile_ir(tmp_path / "ov"), seed=0)
 
 
 def test_composite_moe_cli_export_matches_hf(moe_composite_checkpoint, moe_cli_export):
     model = ov.Core().read_model(moe_cli_export / "openvino_model.xml")
     assert {port.get_any_name() for port in model.inputs} == {"input_ids", "attention_mask", "position_ids", "beam_idx"}
-    _assert_parity(moe_composite_checkpoint, moe_cli_export, seed=1)
+    _assert_parity(moe_composite_checkpoint, compile_ir(moe_cli_export), seed=1)
 
 
 def test_cpu_fuses_experts_into_gather_matmul(moe_cli_export):
@@ -81,19 +100,22 @@ def test_export_restores_the_transformers_experts(moe_text_checkpoint):
     assert "forward" not in experts.__dict__
 
 
-def test_from_pretrained_export_and_beam_search_match_hf(moe_text_checkpoint):
-    model = OVModelForCausalLM.from_pretrained(moe_text_checkpoint, export=True, ov_config=F32)
-    assert isinstance(model, OVQwen35ForCausalLM)
-    hf = hf_float32(moe_text_checkpoint)
+@pytest.mark.parametrize("kind", ["text", "composite"])
+def test_from_pretrained_export_and_beam_search_match_hf(kind, request):
+    checkpoint = request.getfixturevalue(f"moe_{kind}_checkpoint")
+    model = OVModelForCausalLM.from_pretrained(checkpoint, export=True, ov_config=F32)
+    _assert_parity(checkpoint, ov.Core().compile_model(model.model, "CPU", F32), seed=3)
+    hf = hf_float32(checkpoint)
     prompt = torch.tensor([[5, 17, 99, 3, 250, 42, 7, 300]])
     for kwargs in ({"num_beams": 1}, {"num_beams": 3, "num_return_sequences": 2}):
         kwargs.update(attention_mask=torch.ones_like(prompt), max_new_tokens=10, do_sample=False)
         assert model.generate(prompt, **kwargs).tolist() == hf.generate(prompt, **kwargs).tolist()
+    assert isinstance(model, OVQwen35ForCausalLM), f"{kind} checkpoint loaded as {type(model).__name__}"
 
 
 def test_trained_moe_reference_with_llm_pipeline(moe_reference_checkpoint, tmp_path):
     out = optimum_qwen35.export(moe_reference_checkpoint, tmp_path / "ov")
-    hf = _assert_parity(moe_reference_checkpoint, out, seed=2)
+    hf = _assert_parity(moe_reference_checkpoint, compile_ir(out), seed=2)
     assert hf.shape[-1] == 4096
     tokenizer = AutoTokenizer.from_pretrained(moe_reference_checkpoint)
     hf_model = hf_float32(moe_reference_checkpoint)
