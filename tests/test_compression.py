@@ -7,6 +7,7 @@ import os
 import re
 
 import numpy as np
+import openvino as ov
 import pytest
 from ov_helpers import compile_ir, run_chunks, run_optimum_cli, runtime_layer_types, weight_precisions
 from tiny_models import MOE_TEXT_CONFIG, TEXT_CONFIG
@@ -34,6 +35,22 @@ def _kinds(precisions: dict) -> dict[str, set[str]]:
     return groups
 
 
+def _qkv_split_ranks(export_dir) -> list[int]:
+    """Input ranks of the Gated DeltaNet q/k/v VariadicSplits in the IR (one per linear layer)."""
+    config = json.loads((export_dir / "config.json").read_text())
+    config = config.get("text_config", config)
+    key_dim = config["linear_num_key_heads"] * config["linear_key_head_dim"]
+    lengths = [key_dim, key_dim, config["linear_num_value_heads"] * config["linear_value_head_dim"]]
+    ranks = []
+    for op in ov.Core().read_model(export_dir / "openvino_model.xml").get_ordered_ops():
+        if op.get_type_name() == "VariadicSplit":
+            split = op.input_value(2).get_node()
+            if split.get_type_name() == "Constant" and list(split.get_data()) == lengths:
+                ranks.append(op.get_input_partial_shape(0).rank.get_length())
+    assert len(ranks) == config["layer_types"].count("linear_attention"), "a q/k/v split per linear layer"
+    return ranks
+
+
 def _assert_runs(export_dir, vocab: int) -> None:
     logits = run_chunks(compile_ir(export_dir), np.arange(1, 9)[None], [5, 1, 1, 1])
     assert logits.shape == (1, 8, vocab) and np.isfinite(logits).all()
@@ -59,7 +76,23 @@ def test_cli_int4_applies_the_qwen35_policy(cli_int4):
             assert shape[-1] == 64, f"{name}: INT4 group size should be 64, got weight shape {shape}"
         if dtype in ("u4", "u8"):  # only real projection / embedding weights reach NNCF
             assert name.startswith("__module.model.") or "lm_head" in name or name.startswith("aten::to"), name
+            # Graph constants such as the rotary inv_freq or one-channel MatMuls never do.
+            assert "rotary" not in name and np.prod(shape) >= TEXT_CONFIG["hidden_size"], f"{name}: {shape}"
+    assert set(_qkv_split_ranks(cli_int4)) == {4}, "compression must not introduce rank-3 q/k/v splits"
     _assert_runs(cli_int4, TEXT_CONFIG["vocab_size"])
+
+
+def test_cli_int4_on_a_dense_composite_checkpoint(composite_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = run_optimum_cli(
+        "export", "openvino", "--model", str(composite_checkpoint), "--weight-format", "int4", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    groups = _kinds(weight_precisions(out))
+    assert groups["linear_attn"] == groups["down_proj"] == groups["embedding"] == {"u8"}
+    assert groups["projections"] == {"u4"} and groups["conv"] == {"f32"}
+    assert set(_qkv_split_ranks(out)) == {4}
+    _assert_runs(out, TEXT_CONFIG["vocab_size"])
 
 
 def test_cli_int4_on_a_composite_moe_checkpoint(moe_composite_checkpoint, tmp_path):
@@ -86,11 +119,11 @@ def test_cli_int4_on_a_composite_moe_checkpoint(moe_composite_checkpoint, tmp_pa
     _assert_runs(out, MOE_TEXT_CONFIG["vocab_size"])
 
 
-def test_cli_int8_on_a_composite_checkpoint(composite_checkpoint, tmp_path):
+@pytest.mark.parametrize("kind", ["text", "composite"])
+def test_cli_int8_on_text_and_composite_checkpoints(kind, request, tmp_path):
     out = tmp_path / "out"
-    result = run_optimum_cli(
-        "export", "openvino", "--model", str(composite_checkpoint), "--weight-format", "int8", str(out)
-    )
+    checkpoint = request.getfixturevalue(f"{kind}_checkpoint")
+    result = run_optimum_cli("export", "openvino", "--model", str(checkpoint), "--weight-format", "int8", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     groups = _kinds(weight_precisions(out))
     assert groups["linear_attn"] == groups["down_proj"] == groups["projections"] == groups["embedding"] == {"u8"}
@@ -121,9 +154,31 @@ def test_npu_preset_is_channelwise_symmetric_without_rank3_splits(text_checkpoin
     channelwise = [shape for dtype, shape in precisions.values() if dtype == "i4"]
     assert channelwise and all(len(shape) == 2 for shape in channelwise), "group_size -1 means one scale per row"
     assert _kinds(precisions)["linear_attn"] == {"u8"}
-    runtime = compile_ir(out).get_runtime_model()
-    splits = [op for op in runtime.get_ops() if op.get_rt_info()["layerType"].astype(str) == "VariadicSplit"]
-    assert all(op.get_input_partial_shape(0).rank.get_length() != 3 for op in splits)
+    assert set(_qkv_split_ranks(out)) == {4}
+    _assert_runs(out, TEXT_CONFIG["vocab_size"])
+
+
+def test_ratio_and_backup_precision_keep_their_meaning(text_checkpoint, tmp_path):
+    # --ratio 0.5: part of the INT4 candidates fall back to the backup precision (INT8 asym by default).
+    out = optimum_qwen35.export(
+        text_checkpoint, tmp_path / "ratio", weight_format="int4", ratio=0.5, convert_tokenizer=False
+    )
+    assert _kinds(weight_precisions(out))["projections"] == {"u4", "u8"}
+    # --backup-precision int8_sym: the fallback layers are symmetric INT8 instead.
+    out = optimum_qwen35.export(
+        text_checkpoint, tmp_path / "backup", weight_format="int4", ratio=0.5, backup_precision="int8_sym",
+        convert_tokenizer=False,
+    )  # fmt: skip
+    assert _kinds(weight_precisions(out))["projections"] == {"u4", "i8"}
+
+
+def test_awq_without_data_is_data_free(text_checkpoint, tmp_path):
+    # NNCF's data-free AWQ: allowed without --dataset (docs/compression.md), the policy unchanged.
+    out = optimum_qwen35.export(
+        text_checkpoint, tmp_path / "awq", weight_format="int4", awq=True, convert_tokenizer=False
+    )
+    groups = _kinds(weight_precisions(out))
+    assert groups["projections"] == {"u4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}
     _assert_runs(out, TEXT_CONFIG["vocab_size"])
 
 
@@ -184,15 +239,22 @@ def _calibration_file(folder) -> os.PathLike:
     return calibration
 
 
-def test_data_aware_compression_from_a_text_file(reference_checkpoint, tmp_path):
-    calibration = _calibration_file(tmp_path)
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"awq": True, "scale_estimation": True, "dataset": "file"},
+        {"gptq": True, "dataset": "file"},
+        {"awq": True, "dataset": "builtin"},
+    ],
+    ids=["awq-scale-estimation-file", "gptq-file", "awq-builtin"],
+)
+def test_data_aware_compression_on_the_dense_reference(reference_checkpoint, tmp_path, recipe):
+    dataset = str(_calibration_file(tmp_path)) if recipe["dataset"] == "file" else "builtin"
     out = optimum_qwen35.export(
         reference_checkpoint,
         tmp_path / "out",
         weight_format="int4",
-        dataset=str(calibration),
-        awq=True,
-        scale_estimation=True,
+        **{**recipe, "dataset": dataset},
         num_samples=8,
         convert_tokenizer=False,
     )
