@@ -61,7 +61,16 @@ def cli_int4(text_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("int4") / "out"
     result = run_optimum_cli("export", "openvino", "--model", str(text_checkpoint), "--weight-format", "int4", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
+    (out.parent / "stderr.txt").write_text(result.stderr)
     return out
+
+
+def test_cli_int4_step_bar_covers_compression(cli_int4):
+    stderr = (cli_int4.parent / "stderr.txt").read_text()
+    steps = ["loading weights", "tracing", "saving the IR", "compressing weights", "saving the compressed IR"]
+    positions = [stderr.find(f"Qwen3.5 export: {step}") for step in steps]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(steps, positions, strict=True))
+    assert "Qwen3.5 export: done: step 8/8" in stderr
 
 
 def test_cli_int4_applies_the_qwen35_policy(cli_int4):

@@ -31,6 +31,7 @@ from ..errors import CalibrationDataError
 from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.output_dir import check_output, overwrite_requested, replace_folder
 from ..exporters.page_release import released_file_pages
+from ..exporters.progress import advance
 from ..runtime import is_plugin_ir
 from . import policy
 from .embedding import compress_vocabulary_tables, embedding_mode
@@ -111,6 +112,7 @@ def install(model_types: set[str]) -> None:
         def _weight_only_quantization(model, quantization_config, *args, **kwargs):
             if not is_plugin_ir(model):
                 return original(model, quantization_config, *args, **kwargs)
+            advance("compress")
             # The IR's weights are read through its file mapping: keep read pages out of RSS.
             with released_file_pages():
                 mode = embedding_mode(quantization_config)
@@ -120,7 +122,8 @@ def install(model_types: set[str]) -> None:
                     quantization_config = with_all_layers(quantization_config)
                 compressed = original(model, quantization_config, *args, **kwargs)
                 compress_int8(compressed, policy.int8_patterns(quantization_config))
-                return compressed
+            advance("save compressed")  # what optimum-intel does next
+            return compressed
 
         return _weight_only_quantization
 

@@ -186,7 +186,7 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
                 return original(self)
             check_before_export(args.model)
             output = args.output
-            with staged_output(output, overwrite=overwrite_requested()) as staging:
+            with staged_output(output, overwrite=overwrite_requested()) as staging, export_progress():
                 args.output = staging  # main_export and the final move of a compressed export write here
                 try:
                     return original(self)
