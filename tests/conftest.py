@@ -66,22 +66,24 @@ def reference_checkpoint() -> Path:
     return path
 
 
+def _shared_reference(name: str) -> Path:
+    """A trained reference model from ../shared (not bundled: tests using it skip without it)."""
+    path = SHARED_MODELS / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not found (the trained references live in ../shared)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def moe_reference_checkpoint() -> Path:
-    """The trained MoE reference model from ../shared (not bundled: tests skip without it)."""
-    path = SHARED_MODELS / "qwen35-code-moe"
-    if not path.is_dir():
-        pytest.skip(f"{path} not found (the trained MoE reference lives in ../shared)")
-    return path
+    """The trained MoE reference model (``qwen3_5_moe_text``)."""
+    return _shared_reference("qwen35-code-moe")
 
 
 @pytest.fixture(scope="session")
 def dense_reference_checkpoint() -> Path:
-    """The trained text-only (``qwen3_5_text``) reference model from ../shared (tests skip without it)."""
-    path = SHARED_MODELS / "qwen35-code-dense"
-    if not path.is_dir():
-        pytest.skip(f"{path} not found (the trained dense reference lives in ../shared)")
-    return path
+    """The trained text-only reference model (``qwen3_5_text``)."""
+    return _shared_reference("qwen35-code-dense")
 
 
 @pytest.fixture(scope="session")
