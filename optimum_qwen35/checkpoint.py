@@ -131,6 +131,7 @@ def validate_local_checkpoint(path: Path, text_model_types: set[str]) -> dict:
 #: checkpoint: optional layer index, then the name inside the layer or model. The vision tower
 #: (``model.visual.``) and ``lm_head`` match with names no expectation uses.
 _TEXT_TENSOR = re.compile(r"^model\.(?:language_model\.)?(?:layers\.(\d+)\.)?(.+)$")
+_EXPERT_INDEX = re.compile(r"(?<=^mlp\.experts)\.\d+\.")
 
 
 def _times(*values: int | None) -> int | None:
@@ -167,10 +168,15 @@ def _expected_shapes(text: dict, prefix: str = "") -> dict[str, list[_Dim]]:
         "mlp.gate_proj.weight": [dense, hidden],
         "mlp.up_proj.weight": [dense, hidden],
         "mlp.down_proj.weight": [hidden, dense],
-        # Sparse MoE block: router, every expert fused into one tensor (gate rows, then up), shared expert.
+        # Sparse MoE block: router; experts either fused into one tensor (gate rows, then up: how
+        # transformers 5.5 saves them) or one tensor per expert (transformers 5.2, the hub's
+        # layout; ``*`` stands for the expert index); shared expert.
         "mlp.gate.weight": [experts, hidden],
         "mlp.experts.gate_up_proj": [experts, dim("moe_intermediate_size", factor=2), hidden],
         "mlp.experts.down_proj": [experts, hidden, dim("moe_intermediate_size")],
+        "mlp.experts.*.gate_proj.weight": [dim("moe_intermediate_size"), hidden],
+        "mlp.experts.*.up_proj.weight": [dim("moe_intermediate_size"), hidden],
+        "mlp.experts.*.down_proj.weight": [hidden, dim("moe_intermediate_size")],
         "mlp.shared_expert.gate_proj.weight": [shared, hidden],
         "mlp.shared_expert.up_proj.weight": [shared, hidden],
         "mlp.shared_expert.down_proj.weight": [hidden, shared],
@@ -194,7 +200,8 @@ def check_config_matches_weights(config: dict, shapes: dict[str, list[int]]) -> 
         raise CheckpointError(f"config.json declares {declared} layers but the weights hold {max(layers) + 1}. {fix}")
     expected = _expected_shapes(text, "text_config." if config.get("text_config") else "")
     for name, match in matches:
-        dims = expected.pop(match.group(2), None)  # the first tensor of each kind is enough
+        kind = _EXPERT_INDEX.sub(".*.", match.group(2), count=1)
+        dims = expected.pop(kind, None)  # the first tensor of each kind is enough
         want = [value for value, _ in dims or []]
         found = list(shapes[name])
         if not dims or None in want or found == want:
