@@ -12,6 +12,10 @@ TEXT_MODEL_TYPES = frozenset({"qwen3_5_text", "qwen3_5", "qwen3_5_moe_text", "qw
 
 _registered = False
 
+#: optimum-intel's own OpenVINO export configs for :data:`TEXT_MODEL_TYPES`, kept by
+#: :func:`register` before ours replace them (its VLM export needs them back).
+UPSTREAM_CONFIGS: dict[str, dict] = {}
+
 
 def register() -> None:
     """Register the Qwen3.5 export configs and hooks. Safe to call any number of times."""
@@ -27,7 +31,8 @@ def register() -> None:
     from .exporters import hooks
     from .exporters.config import TASKS, Qwen35TextOpenVINOConfig
 
-    upstream_configs = hooks.snapshot_openvino_configs(set(TEXT_MODEL_TYPES))
+    if not UPSTREAM_CONFIGS:  # a second pass must not take ours for optimum-intel's
+        UPSTREAM_CONFIGS.update(hooks.snapshot_openvino_configs(set(TEXT_MODEL_TYPES)))
     register_config = TasksManager.create_register("openvino", overwrite_existing=True)
     for model_type in sorted(TEXT_MODEL_TYPES):
         register_config(model_type, *TASKS, library_name="transformers")(Qwen35TextOpenVINOConfig)
@@ -35,7 +40,7 @@ def register() -> None:
     # code; it costs ~0.5 GB and a third of the tracing time on the 0.8B shape, and the parity tests
     # compare the IR with transformers far more strictly.
     ov_utils.SKIP_CHECK_TRACE_MODELS = (*ov_utils.SKIP_CHECK_TRACE_MODELS, *sorted(TEXT_MODEL_TYPES))
-    hooks.install(set(TEXT_MODEL_TYPES), upstream_configs)
+    hooks.install(set(TEXT_MODEL_TYPES), UPSTREAM_CONFIGS)
     compression_hooks.install(set(TEXT_MODEL_TYPES))
     runtime.install()
     _registered = True

@@ -153,7 +153,8 @@ def install() -> None:
         # a composite one (from_pretrained(composite checkpoint, export=True) reloads the export
         # with the checkpoint's qwen3_5 config). Same constructor either way (the hybrid class only
         # adds bookkeeping lists), so switching the class keeps everything optimum-intel set up.
-        if type(model) in (OVModelWithMambaForCausalLM, OVModelForCausalLM) and is_plugin_ir(model.model):
+        known = (OVModelWithMambaForCausalLM, OVModelForCausalLM, OVQwen35ForCausalLM)
+        if type(model) in known and is_plugin_ir(model.model):
             model.__class__ = OVQwen35ForCausalLM
             if not model._compile_only and lm_head(model.model) is not None:
                 model.input_names[LOGITS_TO_KEEP] = len(model.input_names)

@@ -233,16 +233,21 @@ def test_disk_full_during_an_int4_export_leaves_nothing(text_checkpoint, tmp_pat
 
     if where == "compressed save":  # optimum-intel's quantizer; the export itself uses convert.py's own binding
         monkeypatch.setattr(openvino, "save_model", lambda model, path, *args, **kwargs: write_half_then_fail(path))
-    else:  # the copy from the temporary folder into the output (copytree reports ENOSPC as text)
-        real_copytree = shutil.copytree
+    else:  # the move from the temporary folder into the output, across file systems: a copy
+        real_rename, real_copyfile = os.rename, shutil.copyfile
+
+        def rename(source, destination, *args, **kwargs):
+            if Path(source).is_relative_to(scratch) and not Path(destination).is_relative_to(scratch):
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return real_rename(source, destination, *args, **kwargs)
 
         def copy_bin_fails(source, destination, **kwargs):
-            def copy(src, dst):
-                return write_half_then_fail(dst) if src.endswith(".bin") else shutil.copy2(src, dst)
+            if str(source).endswith(".bin"):
+                return write_half_then_fail(destination)
+            return real_copyfile(source, destination, **kwargs)
 
-            return real_copytree(source, destination, **{**kwargs, "copy_function": copy})
-
-        monkeypatch.setattr(shutil, "copytree", copy_bin_fails)
+        monkeypatch.setattr(os, "rename", rename)
+        monkeypatch.setattr(shutil, "copyfile", copy_bin_fails)  # what shutil.move's copy2 calls
     with pytest.raises(DiskFullError, match=r"No space left on device while exporting to .*out .*Fix: free disk"):
         optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="int4", convert_tokenizer=False)
     assert list(tmp_path.iterdir()) == [scratch]

@@ -268,9 +268,10 @@ def test_continuous_batching_modes_equal_the_stateful_path(pipe, paged):
     assert answers[0] == answers[1]
 
 
-def test_prefix_caching_reuses_a_prefix_without_changing_the_answer(pipe, paged, tokenizer):
-    # The second prompt starts with the first, several cache blocks long: its prefix blocks (KV
-    # and recurrent states) come from the cache. The answer must be the one computed from scratch.
+def test_prefix_caching_on_a_shared_prefix_gives_the_from_scratch_answer(pipe, paged, tokenizer):
+    # The second prompt starts with the first, several cache blocks long, so prefix caching may
+    # serve its prefix blocks (KV and recurrent states) from the cache; whether it does is not
+    # observable here. Either way the answer must be the one computed from scratch.
     prefix = "".join(
         f"def get_{name}(config):\n    return config['{name}']\n\n\n" for name in ("host", "port", "user", "path")
     )

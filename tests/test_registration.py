@@ -145,3 +145,23 @@ def test_image_text_to_text_keeps_optimum_intels_vlm_export(composite_checkpoint
         assert without_plugin.returncode != 0
         assert "optimum_qwen35" not in without_plugin.stderr
         assert _last_line(result.stderr) == _last_line(without_plugin.stderr)
+
+
+def test_upstream_export_puts_optimum_intels_configs_back_and_restores_ours():
+    from optimum_qwen35.exporters import hooks
+
+    def constructor():
+        config = TasksManager.get_exporter_config_constructor(
+            "openvino", model_type="qwen3_5_text", task="text-generation-with-past", library_name="transformers"
+        )
+        return getattr(config, "func", config)
+
+    assert constructor() is Qwen35TextOpenVINOConfig and not hooks.in_upstream_export()
+    upstream = optimum_qwen35.registry.UPSTREAM_CONFIGS
+    with pytest.raises(RuntimeError, match="inside"):
+        with hooks.upstream_export(upstream):
+            assert hooks.in_upstream_export()
+            assert constructor() is not Qwen35TextOpenVINOConfig  # optimum-intel's own
+            raise RuntimeError("inside")
+    # Restored after the failure: our config, and the hooks active again.
+    assert constructor() is Qwen35TextOpenVINOConfig and not hooks.in_upstream_export()

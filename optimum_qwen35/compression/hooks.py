@@ -1,18 +1,19 @@
 """Plug the Qwen3.5 compression policy into optimum-intel's CLI and Python entry points.
 
-Four functions are wrapped; each behaves exactly as before for any model that is not Qwen3.5:
+Three functions are wrapped; each behaves exactly as before for any model that is not Qwen3.5,
+and during optimum-intel's own export of one (its VLM, ``--task image-text-to-text``):
 
 * ``optimum.commands.export.openvino.prepare_wc_config`` (``optimum-cli export openvino`` with
   ``--weight-format int4|int8`` and flags): validates the flags, turns ``--dataset FILE`` into
-  calibration text, merges the policy, and refuses a non-empty output folder *before* exporting.
+  calibration text and merges the policy, *before* exporting.
 * ``get_default_quantization_config`` (``--weight-format int4`` alone, and
   ``from_pretrained(..., quantization_config={"bits": 4})``): returns the policy's config.
 * ``optimum.intel.openvino.quantization._weight_only_quantization``: on a plugin IR, compresses
   the vocabulary tables (embedding, untied ``lm_head``) in row chunks first (:mod:`.embedding`),
   and after NNCF's INT4 pass runs the INT8 pass for the weights the policy keeps in INT8; pages of
   the IR's mapped ``.bin`` are released as they are read (:mod:`..exporters.page_release`).
-* ``optimum.exporters.openvino.__main__._merge_move`` (the CLI's final move of a compressed
-  export): replaces the output folder instead of merging into it, so no stale file survives.
+
+The output folder needs no hook here: the export hooks stage optimum-cli's whole run.
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import optimum.commands.export.openvino as ov_command
-import optimum.exporters.openvino.__main__ as ov_main
 import optimum.intel.openvino.configuration as ov_configuration
 import optimum.intel.openvino.modeling_base as ov_modeling_base
 import optimum.intel.openvino.quantization as ov_quantization
 
 from ..errors import CalibrationDataError
-from ..exporters.hooks import qwen35_checkpoint_config, wrap
-from ..exporters.output_dir import check_output, overwrite_requested, replace_folder
+from ..exporters.hooks import in_upstream_export, qwen35_checkpoint_config, wrap
 from ..exporters.page_release import released_file_pages
 from ..exporters.progress import advance
 from ..runtime import is_plugin_ir
@@ -82,15 +81,14 @@ def with_all_layers(config: Any) -> Any:
 
 
 def install(model_types: set[str]) -> None:
-    """Install the four wrappers for checkpoints whose model type is in ``model_types``."""
+    """Install the three wrappers for checkpoints whose model type is in ``model_types``."""
 
     def make_prepare_wc_config(original):
         def prepare_wc_config(args, default_configs):
             config = original(args, default_configs)
-            text_config = text_config_of(args.model, model_types)
+            text_config = None if in_upstream_export() else text_config_of(args.model, model_types)
             if text_config is None:
                 return config
-            check_output(args.output, overwrite_requested())  # fail before minutes of export work
             user = {flag: getattr(args, flag, None) for flag in _USER_FLAGS}
             config = policy.resolve_weight_config(config, text_config, user)  # reads --dataset first
             if user["dataset"] is not None:
@@ -101,7 +99,8 @@ def install(model_types: set[str]) -> None:
 
     def make_get_default_quantization_config(original):
         def get_default_quantization_config(model_id_or_path, weight_format=None, quant_mode=None):
-            text_config = text_config_of(model_id_or_path, model_types) if weight_format == "int4" else None
+            ours = weight_format == "int4" and not in_upstream_export()
+            text_config = text_config_of(model_id_or_path, model_types) if ours else None
             if text_config is not None:
                 return policy.default_int4_config(text_config)
             return original(model_id_or_path, weight_format, quant_mode)
@@ -127,16 +126,7 @@ def install(model_types: set[str]) -> None:
 
         return _weight_only_quantization
 
-    def make_merge_move(original):
-        def _merge_move(source, target):
-            if qwen35_checkpoint_config(source, model_types) is not None:
-                return replace_folder(Path(source), Path(target))
-            return original(source, target)
-
-        return _merge_move
-
     wrap(ov_command, "prepare_wc_config", make_prepare_wc_config)
     wrap(ov_configuration, "get_default_quantization_config", make_get_default_quantization_config)
     wrap(ov_modeling_base, "get_default_quantization_config", make_get_default_quantization_config)
     wrap(ov_quantization, "_weight_only_quantization", make_weight_only_quantization)
-    wrap(ov_main, "_merge_move", make_merge_move)

@@ -18,8 +18,9 @@ need changing for Qwen3.5 while every other model must stay untouched:
   export runs with optimum-intel's own configs put back and ``patch_stateful`` left to it.
 * ``OVExportCommand.run`` (``optimum-cli export openvino`` and ``optimum_qwen35.export``): the
   whole run writes to one staged output folder. With ``--weight-format int4|int8`` optimum-intel
-  compresses after ``main_export`` returns, then creates the output folder and moves the result
-  into it; a failure there must not leave an empty or partial output folder either.
+  exports to a temporary folder, compresses after ``main_export`` returns, then creates the output
+  folder and moves the result into it; a failure there must not leave an empty or partial output
+  folder either.
 
 Each hook calls the original function for anything that is not a Qwen3.5 text export.
 Installing is idempotent.
@@ -60,6 +61,11 @@ def snapshot_openvino_configs(model_types: set[str]) -> dict[str, dict[str, Any]
     """``{model type: {task: export config constructor}}`` as registered for OpenVINO right now."""
     table = TasksManager._SUPPORTED_MODEL_TYPE
     return {model_type: dict(table.get(model_type, {}).get("openvino", {})) for model_type in model_types}
+
+
+def in_upstream_export() -> bool:
+    """True inside :func:`upstream_export`: optimum-intel's own export is running, hooks stand aside."""
+    return _UPSTREAM_EXPORT.get()
 
 
 @contextlib.contextmanager
@@ -132,10 +138,6 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
     def is_ours(model_name_or_path: Any, **hub_kwargs) -> bool:
         return qwen35_checkpoint_config(model_name_or_path, model_types, **hub_kwargs) is not None
 
-    def is_text_export(model_name_or_path: Any, task: str, **hub_kwargs) -> bool:
-        """A Qwen3.5 checkpoint exported as a text LLM (``--task image-text-to-text`` is optimum-intel's)."""
-        return is_ours(model_name_or_path, **hub_kwargs) and TasksManager.map_from_synonym(task) != "image-text-to-text"
-
     def check_before_export(model_name_or_path: Any) -> None:
         """Environment and checkpoint checks: milliseconds, before any folder is created."""
         check_environment()
@@ -182,8 +184,11 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
         def run(self):
             args = self.args
             hub_kwargs = {"cache_dir": args.cache_dir, "trust_remote_code": args.trust_remote_code}
-            if not is_text_export(args.model, args.task, **hub_kwargs):
+            if not is_ours(args.model, **hub_kwargs):
                 return original(self)
+            if TasksManager.map_from_synonym(args.task) == "image-text-to-text":
+                with upstream_export(upstream_configs):  # compression included: optimum-intel's own
+                    return original(self)
             check_before_export(args.model)
             output = args.output
             with staged_output(output, overwrite=overwrite_requested()) as staging, export_progress():

@@ -67,8 +67,9 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     is false. On any failure the staging folder is removed and ``output`` is left as it was.
 
     When ``output`` is the staging folder of an enclosing block (optimum-cli's whole run, whose
-    ``main_export`` and final move of a compressed export write there), it is yielded as is: the
-    enclosing block moves it into place or removes it.
+    ``main_export`` writes there when nothing is compressed), it is yielded as is: the enclosing
+    block moves it into place or removes it. A :class:`DiskFullError` from a nested block passes
+    through unchanged.
     """
     if Path(output).absolute() == _STAGING.get():
         yield _STAGING.get()
@@ -83,15 +84,22 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
             shutil.rmtree(output)
         staging.rename(output)
     except Exception as error:
+        if isinstance(error, DiskFullError):  # an inner export's report, about the disk that filled
+            raise
         if _disk_full(error, staging):
+            # optimum-intel writes an INT8/INT4 export's uncompressed IR to a temporary folder first.
+            where = (
+                "set TMPDIR to a folder on a disk with space"
+                if output.is_relative_to(tempfile.gettempdir())
+                else "choose an output folder on another disk"
+            )
             written = sum(file.stat().st_size for file in staging.rglob("*") if file.is_file())
             raise DiskFullError(
                 errno.ENOSPC,
                 f"No space left on device while exporting to {output} ({written / 1e9:.1f} GB written, "
                 f"{shutil.disk_usage(staging).free / 1e9:.2f} GB free). The partial export has been removed. "
                 "Fix: free disk space (a 16-bit IR is about the size of the bf16 checkpoint, and "
-                "--weight-format fp16 of a bf16 checkpoint needs that much again while it runs) or "
-                "choose an output folder on another disk.",
+                f"--weight-format fp16 of a bf16 checkpoint needs that much again while it runs) or {where}.",
             ) from error
         raise
     finally:
@@ -106,12 +114,6 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             return True
         if isinstance(cause, shutil.Error) and f"[Errno {errno.ENOSPC}]" in str(cause):
-            return True  # copytree reports the failed copies as text
+            return True  # shutil.move across file systems reports the failed copies as text
         cause = cause.__cause__ or cause.__context__
     return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
-
-
-def replace_folder(source: Path, output: Path) -> None:
-    """Copy the complete folder ``source`` to ``output``, replacing what ``output`` held."""
-    with staged_output(output, overwrite=True) as staging:
-        shutil.copytree(source, staging, dirs_exist_ok=True)  # may cross file systems (tmp -> output)
