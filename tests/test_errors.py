@@ -252,3 +252,20 @@ def test_disk_full_during_an_int4_export_leaves_nothing(text_checkpoint, tmp_pat
         optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="int4", convert_tokenizer=False)
     assert list(tmp_path.iterdir()) == [scratch]
     assert list(scratch.iterdir()) == []
+
+
+def test_weights_that_leave_parameters_uninitialised_are_refused(text_checkpoint, tmp_path):
+    # A tensor under a name the model does not know (here: renamed; in practice e.g. experts stored
+    # one tensor per expert by another transformers release) would be initialised at random.
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "renamed"
+    shutil.copytree(text_checkpoint, copy)
+    tensors = load_file(copy / "model.safetensors")
+    (name,) = [name for name in tensors if name.endswith("layers.0.mlp.gate_proj.weight")]
+    tensors[name + "_renamed"] = tensors.pop(name)
+    save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
+    message = r"1 parameters are missing \(first: model.layers.0.mlp.gate_proj.weight\).* Fix: "
+    with pytest.raises(CheckpointError, match=message):
+        optimum_qwen35.export(copy, tmp_path / "out", convert_tokenizer=False)
+    assert list(tmp_path.iterdir()) == [copy]

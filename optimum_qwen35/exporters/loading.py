@@ -32,6 +32,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from ..checkpoint import safetensors_header, weight_files
+from ..errors import CheckpointError
 from .config import TASKS
 
 #: safetensors dtype names of the floating-point tensors a checkpoint may hold.
@@ -127,11 +128,41 @@ def load_for_export(folder: Path, dtype: torch.dtype | str | None, scratch: Path
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     state = memory_mapped_state_dict(folder, scratch, dtype)
-    model = model_class.from_pretrained(None, config=config, state_dict=state, dtype=dtype)
+    model, info = model_class.from_pretrained(
+        None, config=config, state_dict=state, dtype=dtype, output_loading_info=True
+    )
+    _refuse_missing_weights(folder, info)
     model.config._name_or_path = str(folder)  # what optimum-intel and the saved config refer to
     if (folder / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(folder)
     return model.eval()
+
+
+def _refuse_missing_weights(folder: Path, info: dict[str, Any]) -> None:
+    """Raise :class:`CheckpointError` when the files leave model parameters uninitialised.
+
+    transformers only warns and initialises such parameters at random, which would export a model
+    that looks fine and generates garbage. Unexpected tensors (a vision tower, MTP layers) are fine.
+    """
+    missing = sorted(info.get("missing_keys") or [])
+    if not missing:
+        return
+    import transformers
+
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    per_expert = any(".mlp.experts.0." in name for name in unexpected)
+    hint = (
+        " The experts are stored one tensor per expert, as transformers 5.2 saves them; this "
+        f"transformers ({transformers.__version__}) reads only fused experts (the hub's layout)."
+        if per_expert
+        else ""
+    )
+    raise CheckpointError(
+        f"The weights in {folder} do not cover the model: {len(missing)} parameters are missing "
+        f"(first: {', '.join(missing[:3])}) and transformers would initialise them at random.{hint} "
+        "Fix: use the complete checkpoint with the transformers release that wrote it, or re-save it "
+        "with this one (save_pretrained)."
+    )
 
 
 @contextlib.contextmanager
