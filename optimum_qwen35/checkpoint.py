@@ -168,9 +168,9 @@ def _expected_shapes(text: dict, prefix: str = "") -> dict[str, list[_Dim]]:
         "mlp.gate_proj.weight": [dense, hidden],
         "mlp.up_proj.weight": [dense, hidden],
         "mlp.down_proj.weight": [hidden, dense],
-        # Sparse MoE block: router; experts either fused into one tensor (gate rows, then up: how
-        # transformers 5.5 saves them) or one tensor per expert (transformers 5.2, the hub's
-        # layout; ``*`` stands for the expert index); shared expert.
+        # Sparse MoE block: router; experts either fused into one tensor (gate rows, then up: the
+        # hub's layout, and how transformers 5.5 saves them) or one tensor per expert (how
+        # transformers 5.2 saves them; ``*`` stands for the expert index); shared expert.
         "mlp.gate.weight": [experts, hidden],
         "mlp.experts.gate_up_proj": [experts, dim("moe_intermediate_size", factor=2), hidden],
         "mlp.experts.down_proj": [experts, hidden, dim("moe_intermediate_size")],

@@ -126,7 +126,7 @@ def test_config_that_does_not_match_the_weights_is_refused_up_front(broken_copy,
     [
         # The fused experts tensors sort before the router: a wrong expert count is caught there first.
         # The first mismatching tensor names the key: fused experts (saved by transformers 5.5) or the
-        # router and per-expert tensors (5.2, the hub's layout).
+        # router and per-expert tensors (5.2).
         ("num_experts", r"(experts.down_proj|mlp.gate.weight) has shape \[6, .* \[8, .*\(num_experts = 8\)"),
         ("moe_intermediate_size", r"experts.(0.)?down_proj(.weight)? has shape .*\(moe_intermediate_size = 50\)"),
         (
