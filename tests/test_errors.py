@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -97,6 +98,17 @@ def test_non_empty_output_needs_overwrite(text_checkpoint, tmp_path):
     optimum_qwen35.export(text_checkpoint, out, overwrite=True, convert_tokenizer=False)
     assert (out / "openvino_model.xml").is_file() and not (out / "keep.txt").exists()
     assert _leftovers(tmp_path) == []
+
+
+def test_output_folder_gets_the_mode_of_a_plain_mkdir(text_checkpoint, tmp_path):
+    """The export is written to a private temporary folder first; the folder users get must not
+    stay private (0700) but follow their umask, like any folder they create."""
+    previous = os.umask(0o027)
+    try:
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out", convert_tokenizer=False)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o750
 
 
 @pytest.mark.parametrize(

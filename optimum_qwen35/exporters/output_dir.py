@@ -77,6 +77,9 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     output = check_output(output, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    # mkdtemp makes the folder private (0700), and it becomes the user's export: give it the mode
+    # a plain mkdir would, so a model folder shared with other users or services stays readable.
+    staging.chmod(0o777 & ~_umask())
     token = _STAGING.set(staging)
     try:
         yield staging
@@ -105,6 +108,20 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     finally:
         _STAGING.reset(token)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    """This process's umask; read from /proc where it can be, since ``os.umask`` can only be read by
+    setting it (for a moment, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _disk_full(error: BaseException, folder: Path) -> bool:
