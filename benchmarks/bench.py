@@ -2,19 +2,24 @@
 
 Builds (or takes) a random-weight checkpoint of a full-size Qwen3.5 shape, exports it with the
 plugin for each ``--formats`` entry (extra IRs, e.g. upstream optimum-intel's exported in another
-venv, come in with ``--ir NAME=DIR``), and measures each IR in a child process of its own:
+venv, come in with ``--ir NAME=DIR``), and measures each IR × runtime in a child process of its own:
 
 * ``infer``: a bare ``InferRequest`` loop — prefill of the prompt, then greedy decode steps; the
   IR's contract, so logits for every prompt position;
 * ``optimum``: ``OVModelForCausalLM.generate`` — the plugin's runtime for plugin IRs (logits for
   the last prompt position only), optimum-intel's own for other IRs; TTFT is ``generate`` of one
-  token, TPOT the extra time of ``--new-tokens`` tokens per token;
+  token, TPOT the median interval between tokens seen by a streamer;
 * ``genai``: ``openvino_genai.LLMPipeline`` with its own perf metrics (TTFT, TPOT), default
   backend (continuous batching, paged attention, on CPU);
-* ``genai-sdpa``: the same with ``ATTENTION_BACKEND="SDPA"`` (the stateful pipeline).
+* ``genai-sdpa``: the same with ``ATTENTION_BACKEND="SDPA"`` (the stateful pipeline);
+* ``llama.cpp``: with ``--gguf TYPES`` (optional: ``llama-cpp-python`` and llama.cpp's
+  ``convert_hf_to_gguf.py`` given as ``--llama-converter``), the same checkpoint converted to GGUF
+  (``gguf_export.py``) and run by ``llama-cpp-python`` on all cores — prompt in one ``eval``, then
+  one ``eval`` per greedy token.
 
 Time to first token (TTFT) is measured for every ``--prompts`` length, time per output token
-(TPOT) over ``--new-tokens`` tokens after the first prompt, plus the child's peak RSS. Every figure
+(TPOT) over ``--new-tokens`` tokens after the first prompt, plus the child's peak RSS (all of
+it: the runtime's libraries, the model and its caches). Every figure
 is also printed as a ratio to the ``--baseline`` row measured in the same run, next to the
 bandwidth floor for decode: bytes read per token (weights + recurrent/conv states + KV cache at the
 context length) divided by this machine's read bandwidth, measured in the same run.
@@ -22,6 +27,8 @@ context length) divided by this machine's read bandwidth, measured in the same r
     python benchmarks/bench.py --work-dir /tmp/q35-bench                  # 0.8B, fp16 + int4
     python benchmarks/bench.py --work-dir /tmp/q35-bench --quick          # 128/512 tokens, 32 new
     python benchmarks/bench.py --work-dir /tmp/q35-bench --ir upstream-fp16=/tmp/upstream-ir
+    python benchmarks/bench.py --work-dir /tmp/q35-bench --gguf Q4_0,F16 \
+        --llama-converter <llama.cpp>/convert_hf_to_gguf.py
 
 Writes ``bench.json`` and, when matplotlib is installed, ``ttft.png`` and ``decode.png`` into the
 work dir. Speed does not depend on weight values, so random weights measure the real shape.
@@ -42,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from export_memory import SHAPES, build_checkpoint, run_export
 from generate_overhead import timed_generate
+from gguf_export import export_gguf, llama_cpp_missing
 from step_inputs import step_inputs
 
 STOP_TOKEN = 0  # random checkpoints have no real EOS; generation runs to max_new_tokens (ignore_eos)
@@ -88,10 +96,10 @@ def measure_bandwidth(gigabytes: float = 1.0, repeats: int = 5) -> dict[str, flo
     return rates
 
 
-def bytes_per_token(ir: Path, context: int) -> int:
-    """Bytes a decode step must read: the weights (``.bin``), the recurrent and conv states (f32) and
-    an f16 KV cache of ``context`` tokens."""
-    config = json.loads((ir / "config.json").read_text())
+def bytes_per_token(weights: Path, config_file: Path, context: int) -> int:
+    """Bytes a decode step must read: the ``weights`` file (IR ``.bin`` or GGUF), the recurrent and
+    conv states (f32) and an f16 KV cache of ``context`` tokens, for the model ``config_file`` describes."""
+    config = json.loads(config_file.read_text())
     config = config.get("text_config", config)
     layers = config["layer_types"]
     linear, full = layers.count("linear_attention"), layers.count("full_attention")
@@ -100,7 +108,7 @@ def bytes_per_token(ir: Path, context: int) -> int:
     recurrent = value_heads * config["linear_key_head_dim"] * value_dim * 4
     conv = (2 * key_dim + value_heads * value_dim) * config["linear_conv_kernel_dim"] * 4
     kv = 2 * config["num_key_value_heads"] * config["head_dim"] * context * 2
-    return (ir / "openvino_model.bin").stat().st_size + linear * (recurrent + conv) + full * kv
+    return weights.stat().st_size + linear * (recurrent + conv) + full * kv
 
 
 def _infer_request_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
@@ -174,6 +182,46 @@ def _optimum_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> d
     return {"ttft_s": ttft, "tpot_s": tpot}
 
 
+def _llama_cpp_run(model: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
+    """A GGUF file through ``llama-cpp-python`` on every core this process may use: the prompt in
+    one ``eval`` (llama.cpp splits it into its 512-token micro-batches), then one ``eval`` per
+    greedy token, the next token taken from the last position's logits."""
+    import llama_cpp
+
+    threads = len(os.sched_getaffinity(0))
+    llm = llama_cpp.Llama(
+        str(model),
+        n_ctx=max(prompts) + new_tokens + 1,
+        n_batch=max(prompts),
+        n_threads=threads,  # the binding's default is half the cores
+        n_threads_batch=threads,
+        verbose=False,
+    )
+
+    def next_token() -> int:
+        return int(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), (vocab,)).argmax())
+
+    rng = np.random.default_rng(0)
+    ttft, tpot = {}, None
+    for index, length in enumerate(prompts):
+        llm.reset()  # empties the KV cache and the recurrent states
+        ids = rng.integers(1, vocab, length).tolist()
+        start = time.perf_counter()
+        llm.eval(ids)
+        token = next_token()
+        ttft[length] = time.perf_counter() - start
+        if index:
+            continue
+        steps = []
+        for _ in range(new_tokens):
+            start = time.perf_counter()
+            llm.eval([token])
+            token = next_token()
+            steps.append(time.perf_counter() - start)
+        tpot = statistics.median(steps)
+    return {"ttft_s": ttft, "tpot_s": tpot}
+
+
 class _TokenClock:
     """A ``generate()`` streamer that notes when the prompt and then each new token arrive."""
 
@@ -195,28 +243,37 @@ RUNTIMES = {
     "genai": _genai_run,
     "genai-sdpa": functools.partial(_genai_run, ATTENTION_BACKEND="SDPA"),
 }
+LLAMA_CPP = "llama.cpp"  # the runtime of GGUF rows (``--gguf``)
 
 
-def measure(ir: Path, runtime: str, prompts: list[int], new_tokens: int) -> dict:
-    """Run one IR × runtime in this process (the ``--measure`` child mode)."""
-    config = json.loads((ir / "config.json").read_text())
+def measure(model: Path, runtime: str, prompts: list[int], new_tokens: int, config_file: Path) -> dict:
+    """Run one model (IR folder or GGUF file) × runtime in this process (the ``--measure`` child mode)."""
+    config = json.loads(config_file.read_text())
     vocab = config.get("text_config", config)["vocab_size"]
-    run = RUNTIMES[runtime]
-    run(ir, prompts[:1], 2, vocab)  # warm-up: compilation and first-inference allocations
-    return run(ir, prompts, new_tokens, vocab)
+    run = _llama_cpp_run if runtime == LLAMA_CPP else RUNTIMES[runtime]
+    run(model, prompts[:1], 2, vocab)  # warm-up: compilation and first-inference allocations
+    return run(model, prompts, new_tokens, vocab) | {"peak_rss": _peak_rss()}
 
 
-def _child(ir: Path, runtime: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--measure", str(ir), "--runtime", runtime]
+def _peak_rss() -> int:
+    """This process's peak resident set (``VmHWM``). Not ``ru_maxrss``: a child's starts from its
+    parent's peak at the fork (Linux carries it across exec), so it could only report the larger."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _child(model: Path, runtime: str, config_file: Path, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--measure", str(model), "--runtime", runtime, "--config", str(config_file)]
     cmd += ["--prompts", args.prompts, "--new-tokens", str(args.new_tokens)]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        return {"error": f"exit status {os.waitstatus_to_exitcode(status)}"}
+    if child.wait() != 0:
+        return {"error": f"exit status {child.returncode}"}
     result = json.loads(output.strip().splitlines()[-1])
     result["ttft_s"] = {int(length): seconds for length, seconds in result["ttft_s"].items()}
-    return result | {"peak_rss": usage.ru_maxrss * 1024}
+    return result
 
 
 def _plots(rows: list[dict], prompts: list[int], work_dir: Path) -> list[Path]:
@@ -229,21 +286,24 @@ def _plots(rows: list[dict], prompts: list[int], work_dir: Path) -> list[Path]:
         print("matplotlib is not installed: no plots (pip install matplotlib)")
         return []
     ok = [row for row in rows if "error" not in row]
+    colors = plt.colormaps["tab20"].colors  # one colour per row: the default cycle repeats after 10
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for row in ok:
-        axis.plot(prompts, [row["ttft_s"][length] for length in prompts], marker="o", label=row["name"])
+    for index, row in enumerate(ok):
+        seconds = [row["ttft_s"][length] for length in prompts]
+        axis.plot(prompts, seconds, marker="o", color=colors[index % len(colors)], label=row["name"])
     axis.set(xlabel="prompt tokens", ylabel="time to first token (s)", title="Prefill latency, batch 1, CPU")
-    axis.legend()
+    axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
     ttft = work_dir / "ttft.png"
     figure.savefig(ttft, dpi=110, bbox_inches="tight")
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    names = [row["name"] for row in ok]
-    axis.bar(names, [1 / row["tpot_s"] for row in ok], color="tab:blue", label="measured")
-    axis.scatter(names, [1000 / row["floor_ms"] for row in ok], color="tab:red", zorder=3, label="bandwidth ceiling")
-    axis.set(ylabel="output tokens/s", title=f"Decode speed after a {prompts[0]}-token prompt")
-    axis.legend()
-    axis.tick_params(axis="x", rotation=20)
+    figure, axis = plt.subplots(figsize=(7, 1.5 + 0.35 * len(ok)))
+    names = [row["name"] for row in ok][::-1]  # first row on top
+    axis.barh(names, [1 / row["tpot_s"] for row in ok][::-1], color="tab:blue", label="measured")
+    ceiling = [1000 / row["floor_ms"] for row in ok][::-1]
+    axis.scatter(ceiling, names, color="tab:red", zorder=3, label="bandwidth ceiling")
+    axis.set(xlabel="output tokens/s", title=f"Decode speed after a {prompts[0]}-token prompt")
+    axis.legend(fontsize="small")
+    axis.grid(alpha=0.3, axis="x")
     decode = work_dir / "decode.png"
     figure.savefig(decode, dpi=110, bbox_inches="tight")
     return [ttft, decode]
@@ -261,8 +321,11 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=128, help="decode steps for TPOT")
     parser.add_argument("--baseline", help="row name the ratios refer to (default: the first row)")
     parser.add_argument("--quick", action="store_true", help="prompts 128,512 and 32 new tokens")
+    parser.add_argument("--gguf", default="", help="llama.cpp rows: comma-separated GGUF types, e.g. Q4_0,F16")
+    parser.add_argument("--llama-converter", type=Path, help="llama.cpp's convert_hf_to_gguf.py (with --gguf)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--runtime", help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.new_tokens = "128,512", 32
@@ -270,11 +333,18 @@ def main() -> int:
     unknown = set(args.runtimes.split(",")) - set(RUNTIMES)
     if unknown:
         parser.error(f"unknown runtime(s) {', '.join(sorted(unknown))}: choose from {', '.join(RUNTIMES)}")
-    if args.measure:  # child mode: one IR, one runtime, JSON on the last line of stdout
-        print(json.dumps(measure(args.measure, args.runtime, prompts, args.new_tokens)))
+    if args.measure:  # child mode: one model, one runtime, JSON on the last line of stdout
+        print(json.dumps(measure(args.measure, args.runtime, prompts, args.new_tokens, args.config)))
         return 0
     if args.work_dir is None:
         parser.error("--work-dir is required")
+    gguf_types = [name for name in args.gguf.split(",") if name]
+    if gguf_types and args.llama_converter is None:
+        parser.error("--gguf needs --llama-converter <llama.cpp>/convert_hf_to_gguf.py")
+    if gguf_types and not args.llama_converter.is_file():
+        parser.error(f"--llama-converter {args.llama_converter}: no such file (llama.cpp's convert_hf_to_gguf.py)")
+    if gguf_types and llama_cpp_missing():
+        parser.error(f"--gguf: {llama_cpp_missing()}")
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
     checkpoint = args.checkpoint or build_checkpoint(args.shape, args.work_dir / f"ckpt-{args.shape}")
@@ -289,24 +359,36 @@ def main() -> int:
                 return 1
         irs[f"plugin-{weight_format}"] = ir
     irs |= {name: Path(folder) for name, folder in (spec.split("=", 1) for spec in args.ir)}
+    ggufs = {}
+    for gguf_type in gguf_types:
+        print(f"converting to GGUF {gguf_type} ...", flush=True)
+        ggufs[f"llama.cpp-{gguf_type}"] = export_gguf(checkpoint, args.work_dir, gguf_type, args.llama_converter)
 
     probes = measure_bandwidth()
     bandwidth = max(probes.values())
     print("read bandwidth: " + ", ".join(f"{name} {rate / 1e9:.1f} GB/s" for name, rate in probes.items()), flush=True)
+    context = prompts[0] + args.new_tokens // 2
+    runs = [
+        (f"{name}/{runtime}", ir, runtime, ir / "openvino_model.bin", ir / "config.json")
+        for name, ir in irs.items()
+        for runtime in args.runtimes.split(",")
+    ]
+    runs += [(name, gguf, LLAMA_CPP, gguf, checkpoint / "config.json") for name, gguf in ggufs.items()]
     rows = []
-    for name, ir in irs.items():
-        floor_ms = 1000 * bytes_per_token(ir, prompts[0] + args.new_tokens // 2) / bandwidth
-        for runtime in args.runtimes.split(","):
-            print(f"measuring {name} ({runtime}) ...", flush=True)
-            rows.append({"name": f"{name}/{runtime}", "ir": str(ir), "floor_ms": floor_ms} | _child(ir, runtime, args))
+    for name, model, runtime, weights, config_file in runs:
+        floor_ms = 1000 * bytes_per_token(weights, config_file, context) / bandwidth
+        print(f"measuring {name} ...", flush=True)
+        row = {"name": name, "model": str(model), "runtime": runtime, "floor_ms": floor_ms}
+        rows.append(row | _child(model, runtime, config_file, args))
     baseline = next((row for row in rows if row["name"] == args.baseline), rows[0])
 
     print(f"\nratios: baseline / row, so > 1 means faster than {baseline['name']}")
     header = "".join(f"{f'TTFT {n}':>14}" for n in prompts) + f"{'TPOT ms':>10}{'floor ms':>10}{'TPOT/floor':>11}"
-    print(f"{'row':<26}{header}{'peak RSS':>10}")
+    width = max(len(row["name"]) for row in rows) + 2
+    print(f"{'row':<{width}}{header}{'peak RSS':>10}")
     for row in rows:
         if "error" in row:
-            print(f"{row['name']:<26}failed: {row['error']}")
+            print(f"{row['name']:<{width}}failed: {row['error']}")
             continue
         cells = ""
         for length in prompts:
@@ -314,7 +396,7 @@ def main() -> int:
             cells += f"{row['ttft_s'][length]:>8.2f}s {ratio:>4.2f}x"
         tpot_ms = 1000 * row["tpot_s"]
         cells += f"{tpot_ms:>10.1f}{row['floor_ms']:>10.1f}{tpot_ms / row['floor_ms']:>10.2f}x"
-        print(f"{row['name']:<26}{cells}{row['peak_rss'] / 1e9:>8.2f}GB", flush=True)
+        print(f"{row['name']:<{width}}{cells}{row['peak_rss'] / 1e9:>8.2f}GB", flush=True)
     result = {"shape": args.shape, "prompts": prompts, "new_tokens": args.new_tokens, "bandwidth": bandwidth}
     result["bandwidth_probes"] = probes
     (args.work_dir / "bench.json").write_text(json.dumps(result | {"rows": rows}, indent=2))
