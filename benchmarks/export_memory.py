@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -66,6 +67,20 @@ def build_checkpoint(shape: str, path: Path) -> Path:
             else:
                 parameter.normal_(0.0, 0.02, generator=generator)
     model.save_pretrained(path)
+    return path
+
+
+def build_checkpoint_apart(shape: str, path: Path) -> Path:
+    """:func:`build_checkpoint` in a fresh interpreter. An export child's ``ru_maxrss`` starts from
+    its parent's peak at the fork (Linux carries it across exec), so a parent that had just held a
+    model would set a floor under every export measured after it."""
+    if (path / "config.json").is_file():
+        return path
+    builder = multiprocessing.get_context("spawn").Process(target=build_checkpoint, args=(shape, path))
+    builder.start()
+    builder.join()
+    if builder.exitcode != 0:
+        raise RuntimeError(f"building the random {shape} checkpoint in {path} failed (exit code {builder.exitcode})")
     return path
 
 
@@ -164,7 +179,7 @@ def main() -> int:
     header = ("label", "shape", "format", "ckpt GB", "wall s", "RSS GB", "RSS/ckpt", "anon GB", "anon/ckpt", "IR GB")
     print(f"{header[0]:<10}{header[1]:<7}{header[2]:<8}" + "".join(f"{name:>10}" for name in header[3:]))
     for shape in args.shapes.split(","):
-        checkpoint = build_checkpoint(shape, args.work_dir / f"ckpt-{shape}")
+        checkpoint = build_checkpoint_apart(shape, args.work_dir / f"ckpt-{shape}")
         size = safetensors_bytes(checkpoint)
         for weight_format in args.formats.split(","):
             output = args.work_dir / f"out-{args.label}-{shape}-{weight_format}"
