@@ -102,13 +102,20 @@ def test_non_empty_output_needs_overwrite(text_checkpoint, tmp_path):
 
 def test_output_folder_gets_the_mode_of_a_plain_mkdir(text_checkpoint, tmp_path):
     """The export is written to a private temporary folder first; the folder users get must not
-    stay private (0700) but follow their umask, like any folder they create."""
+    stay private (0700) but follow their umask, like any folder they create — in a setgid shared
+    folder, keeping the setgid bit."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o2775)
     previous = os.umask(0o027)
     try:
         optimum_qwen35.export(text_checkpoint, tmp_path / "out", convert_tokenizer=False)
+        optimum_qwen35.export(text_checkpoint, shared / "out", convert_tokenizer=False)
+        (shared / "plain").mkdir()
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o750
+    assert stat.S_IMODE((shared / "out").stat().st_mode) == stat.S_IMODE((shared / "plain").stat().st_mode)
 
 
 @pytest.mark.parametrize(

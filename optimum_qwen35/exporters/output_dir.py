@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,11 +79,14 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     output = check_output(output, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    # mkdtemp makes the folder private (0700), and it becomes the user's export: give it the mode
-    # a plain mkdir would, so a model folder shared with other users or services stays readable.
-    staging.chmod(0o777 & ~_umask())
     token = _STAGING.set(staging)
     try:
+        # mkdtemp makes the folder private (0700), and it becomes the user's export: give it the
+        # mode a plain mkdir would (keeping the setgid bit a shared parent folder passes on), so a
+        # model folder shared with other users or services stays readable. A file system that
+        # refuses chmod keeps its own idea of the mode; that is no reason to fail the export.
+        with contextlib.suppress(OSError):
+            staging.chmod((stat.S_IMODE(staging.stat().st_mode) & 0o7000) | (0o777 & ~_umask()))
         yield staging
         if output.exists():
             shutil.rmtree(output)
