@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from export_memory import SHAPES, build_checkpoint, run_export
 from generate_overhead import timed_generate
-from gguf_export import export_gguf, llama_cpp_missing
+from gguf_export import export_gguf, llama_cpp_missing, unknown_types
 from step_inputs import step_inputs
 
 STOP_TOKEN = 0  # random checkpoints have no real EOS; generation runs to max_new_tokens (ignore_eos)
@@ -199,7 +199,8 @@ def _llama_cpp_run(model: Path, prompts: list[int], new_tokens: int, vocab: int)
     )
 
     def next_token() -> int:
-        return int(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), (vocab,)).argmax())
+        logits = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        return int(np.ctypeslib.as_array(logits, (llm.n_vocab(),)).argmax())
 
     rng = np.random.default_rng(0)
     ttft, tpot = {}, None
@@ -345,6 +346,10 @@ def main() -> int:
         parser.error(f"--llama-converter {args.llama_converter}: no such file (llama.cpp's convert_hf_to_gguf.py)")
     if gguf_types and llama_cpp_missing():
         parser.error(f"--gguf: {llama_cpp_missing()}")
+    if gguf_types and unknown_types(gguf_types):
+        parser.error(
+            f"--gguf: llama.cpp has no type {', '.join(unknown_types(gguf_types))} (e.g. Q4_0, Q4_K_M, Q8_0, F16)"
+        )
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
     checkpoint = args.checkpoint or build_checkpoint(args.shape, args.work_dir / f"ckpt-{args.shape}")

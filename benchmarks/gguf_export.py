@@ -46,6 +46,16 @@ def llama_cpp_missing() -> str | None:
     return None
 
 
+def unknown_types(gguf_types: list[str]) -> list[str]:
+    """The entries of ``gguf_types`` that llama.cpp (as installed) cannot write."""
+    import llama_cpp
+
+    known = {"F16"} | {
+        name.removeprefix("LLAMA_FTYPE_MOSTLY_") for name in dir(llama_cpp) if name.startswith("LLAMA_FTYPE_MOSTLY_")
+    }
+    return [name for name in gguf_types if name.upper() not in known]
+
+
 def _byte_level_tokenizer(folder: Path) -> None:
     """A byte-level BPE tokenizer in ``folder`` (256 bytes and one merge: llama.cpp refuses a BPE
     vocabulary without merges), loadable by AutoTokenizer."""
@@ -101,7 +111,10 @@ def quantize(f16: Path, out: Path, gguf_type: str) -> Path:
 
 
 def export_gguf(checkpoint: Path, work_dir: Path, gguf_type: str, converter: Path) -> Path:
-    """``work_dir/gguf-<type>.gguf`` for ``checkpoint``: F16 by the converter, others quantized from it."""
+    """``work_dir/gguf-<type>.gguf`` for ``checkpoint``: F16 by the converter, others quantized from it.
+
+    Files already there are reused, like ``bench.py``'s ``ir-*`` folders: use one work dir per
+    checkpoint."""
     f16 = convert_f16(checkpoint, work_dir / "gguf-f16.gguf", converter)
     if gguf_type.upper() == "F16":
         return f16
