@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,28 +41,24 @@ CONFIG_0_8B = {
 
 
 def build_checkpoint(path: Path) -> Path:
-    import torch
-    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+    """A random bf16 checkpoint of the 0.8B shape at ``path``, built in a spawned interpreter so
+    that this process stays small (see ``export_memory.build_checkpoint_apart``)."""
+    from export_memory import build_checkpoint_apart
 
-    if (path / "config.json").is_file():
-        return path
-    config = Qwen3_5TextConfig(**CONFIG_0_8B)
-    torch.manual_seed(0)
-    model = Qwen3_5ForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(path)
-    return path
+    return build_checkpoint_apart("0.8B", path)
 
 
 def export(checkpoint: Path, output: Path, weight_format: str) -> dict:
-    """Run optimum-cli in a child process; wall time and the child's peak RSS."""
+    """Run optimum-cli in a child process (``export_memory.run_export``: RSS sampled from ``/proc``
+    and that child's own ``ru_maxrss``); wall time and peak RSS in GB."""
+    from export_memory import run_export
+
     if (output / "openvino_model.xml").is_file():
         return {"export_s": None, "export_peak_rss_gb": None}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "--model", str(checkpoint)]
-    subprocess.run([*cmd, "--weight-format", weight_format, str(output)], check=True, capture_output=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"export_s": time.perf_counter() - start, "export_peak_rss_gb": max(peak, before) / 2**20}
+    result = run_export(sys.executable, None, checkpoint.absolute(), output.absolute(), weight_format, None, keep=True)
+    if not result["ok"]:
+        raise RuntimeError(f"the {weight_format} export failed, see {result['log']}")
+    return {"export_s": result["seconds"], "export_peak_rss_gb": result["peak_rss"] / 1e9}
 
 
 def decode_ms_per_token(ir: Path, prompt: int, steps: int) -> float:
