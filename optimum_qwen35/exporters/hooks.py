@@ -154,7 +154,8 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
 
     def make_main_export(original):
         def main_export(model_name_or_path, output, task="auto", *args, **kwargs):
-            if not is_ours(model_name_or_path, **kwargs):
+            # Inside upstream_export (optimum-cli's VLM run) optimum-intel's own export is running.
+            if in_upstream_export() or not is_ours(model_name_or_path, **kwargs):
                 return original(model_name_or_path, output, task, *args, **kwargs)
             if TasksManager.map_from_synonym(task) == "image-text-to-text":
                 with upstream_export(upstream_configs):
@@ -173,7 +174,7 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
     def make_patch_stateful(original):
         def patch_stateful(config, ov_model):
             ours = config.get_text_config().model_type in model_types or config.model_type in model_types
-            if ours and not _UPSTREAM_EXPORT.get():
+            if ours and not in_upstream_export():
                 advance("stateful")
                 return make_hybrid_stateful(ov_model)
             return original(config, ov_model)
