@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from export_memory import SHAPES, build_checkpoint, run_export
+from export_memory import SHAPES, build_checkpoint, proc_status, run_export
 from generate_overhead import timed_generate
 from gguf_export import export_gguf, llama_cpp_missing, unknown_types
 from step_inputs import step_inputs
@@ -253,16 +253,9 @@ def measure(model: Path, runtime: str, prompts: list[int], new_tokens: int, conf
     vocab = config.get("text_config", config)["vocab_size"]
     run = _llama_cpp_run if runtime == LLAMA_CPP else RUNTIMES[runtime]
     run(model, prompts[:1], 2, vocab)  # warm-up: compilation and first-inference allocations
-    return run(model, prompts, new_tokens, vocab) | {"peak_rss": _peak_rss()}
-
-
-def _peak_rss() -> int:
-    """This process's peak resident set (``VmHWM``). Not ``ru_maxrss``: a child's starts from its
-    parent's peak at the fork (Linux carries it across exec), so it could only report the larger."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak at the fork (Linux
+    # carries it across exec), so it could only report the larger of the two.
+    return run(model, prompts, new_tokens, vocab) | {"peak_rss": proc_status()["VmHWM"]}
 
 
 def _child(model: Path, runtime: str, config_file: Path, args: argparse.Namespace) -> dict:
@@ -344,12 +337,10 @@ def main() -> int:
         parser.error("--gguf needs --llama-converter <llama.cpp>/convert_hf_to_gguf.py")
     if gguf_types and not args.llama_converter.is_file():
         parser.error(f"--llama-converter {args.llama_converter}: no such file (llama.cpp's convert_hf_to_gguf.py)")
-    if gguf_types and llama_cpp_missing():
-        parser.error(f"--gguf: {llama_cpp_missing()}")
-    if gguf_types and unknown_types(gguf_types):
-        parser.error(
-            f"--gguf: llama.cpp has no type {', '.join(unknown_types(gguf_types))} (e.g. Q4_0, Q4_K_M, Q8_0, F16)"
-        )
+    if gguf_types and (missing := llama_cpp_missing()):
+        parser.error(f"--gguf: {missing}")
+    if gguf_types and (bad_types := unknown_types(gguf_types)):
+        parser.error(f"--gguf: llama.cpp has no type {', '.join(bad_types)} (e.g. Q4_0, Q4_K_M, Q8_0, F16)")
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
     checkpoint = args.checkpoint or build_checkpoint(args.shape, args.work_dir / f"ckpt-{args.shape}")

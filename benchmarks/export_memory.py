@@ -88,17 +88,24 @@ def safetensors_bytes(path: Path) -> int:
     return sum(file.stat().st_size for file in path.glob("*.safetensors"))
 
 
+def proc_status(pid: int | str = "self") -> dict[str, int]:
+    """The ``kB`` fields of ``/proc/<pid>/status`` in bytes (``VmRSS``, ``RssAnon``, ``VmHWM``, ...)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if value.endswith(" kB"):
+            fields[name] = int(value.split()[0]) * 1024
+    return fields
+
+
 def _resident(pid: int) -> tuple[int, int]:
     """``(resident, anonymous resident)`` bytes of a process and its children (Linux), 0 once gone."""
-    rss = anon = 0
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "RssAnon:")):
-                value = int(line.split()[1]) * 1024
-                rss, anon = (value, anon) if line.startswith("VmRSS:") else (rss, value)
+        status = proc_status(pid)
     except OSError:
         return 0, 0
+    rss, anon = status.get("VmRSS", 0), status.get("RssAnon", 0)  # an exited (zombie) process has neither
     for child in children:
         child_rss, child_anon = _resident(int(child))
         rss, anon = rss + child_rss, anon + child_anon

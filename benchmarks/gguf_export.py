@@ -46,14 +46,16 @@ def llama_cpp_missing() -> str | None:
     return None
 
 
-def unknown_types(gguf_types: list[str]) -> list[str]:
-    """The entries of ``gguf_types`` that llama.cpp (as installed) cannot write."""
+def _ftype(gguf_type: str) -> int | None:
+    """llama.cpp's file-type constant for ``gguf_type`` (``LLAMA_FTYPE_MOSTLY_<TYPE>``), or None."""
     import llama_cpp
 
-    known = {"F16"} | {
-        name.removeprefix("LLAMA_FTYPE_MOSTLY_") for name in dir(llama_cpp) if name.startswith("LLAMA_FTYPE_MOSTLY_")
-    }
-    return [name for name in gguf_types if name.upper() not in known]
+    return getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{gguf_type.upper()}", None)
+
+
+def unknown_types(gguf_types: list[str]) -> list[str]:
+    """The entries of ``gguf_types`` that llama.cpp (as installed) cannot write."""
+    return [name for name in gguf_types if name.upper() != "F16" and _ftype(name) is None]
 
 
 def _byte_level_tokenizer(folder: Path) -> None:
@@ -77,13 +79,11 @@ def convert_f16(checkpoint: Path, out: Path, converter: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         source = Path(scratch) / "checkpoint"
         source.mkdir()
-        for file in checkpoint.iterdir():
-            if not file.name.startswith("tokenizer"):
+        own_tokenizer = (checkpoint / "tokenizer.json").is_file()
+        for file in checkpoint.iterdir():  # without a tokenizer.json, no stray tokenizer_config.json either
+            if own_tokenizer or not file.name.startswith("tokenizer"):
                 (source / file.name).symlink_to(file.resolve())
-        if (checkpoint / "tokenizer.json").is_file():
-            for file in checkpoint.glob("tokenizer*"):
-                (source / file.name).symlink_to(file.resolve())
-        else:
+        if not own_tokenizer:
             _byte_level_tokenizer(source)
         partial = Path(scratch) / out.name
         cmd = [sys.executable, "-c", _CONVERT, str(converter), str(source), "--no-mtp", "--outtype", "f16"]
@@ -98,11 +98,10 @@ def quantize(f16: Path, out: Path, gguf_type: str) -> Path:
 
     if out.is_file():
         return out
-    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{gguf_type.upper()}", None)
-    if ftype is None:
+    if unknown_types([gguf_type]):
         raise ValueError(f"llama.cpp has no type {gguf_type!r} (LLAMA_FTYPE_MOSTLY_{gguf_type.upper()})")
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype
+    params.ftype = _ftype(gguf_type)
     partial = out.with_name(out.name + ".partial")
     if llama_cpp.llama_model_quantize(str(f16).encode(), str(partial).encode(), params) != 0:
         raise RuntimeError(f"llama.cpp could not quantize {f16} to {gguf_type}")
