@@ -85,6 +85,48 @@ def weight_files(folder: Path) -> list[Path]:
     return [folder / SINGLE_FILE] if (folder / SINGLE_FILE).is_file() else []
 
 
+#: safetensors names of the 16-bit float dtypes, as ``torch`` dtype names.
+_HALF_DTYPES = {"BF16": "bfloat16", "F16": "float16"}
+
+
+def config_dtype(config: dict) -> str | None:
+    """The weight dtype a parsed ``config.json`` names (``"bfloat16"`` …), else None.
+
+    transformers writes it at the top level (``dtype``, formerly ``torch_dtype``); the hub's
+    composite Qwen3.5 configs have it only inside ``text_config``.
+    """
+    for part in (config, config.get("text_config") or {}):
+        dtype = part.get("dtype") or part.get("torch_dtype")
+        if isinstance(dtype, str) and dtype != "auto":
+            return dtype
+    return None
+
+
+def stored_dtype(folder: Path) -> str | None:
+    """The 16-bit dtype most of a checkpoint's weights are stored in (by element count), else None.
+
+    Read from the safetensors headers: for a checkpoint whose config names no dtype. The hub's
+    mix (``A_log`` and the gated norm float32, the rest bfloat16) counts as bfloat16.
+    """
+    counts: dict[str, int] = {}
+    for file in weight_files(folder):
+        for entry in safetensors_header(file)[1].values():
+            counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + math.prod(entry["shape"])
+    if not counts:
+        return None
+    dominant = max(counts, key=counts.__getitem__)
+    return _HALF_DTYPES.get(dominant)
+
+
+def checkpoint_dtype(model_name_or_path: str | Path, config: dict) -> str | None:
+    """The checkpoint's own weight dtype: named by its config, else read from a local folder's
+    safetensors headers; None when neither tells (a hub id whose config names none)."""
+    dtype = config_dtype(config)
+    if dtype is None and Path(str(model_name_or_path)).is_dir():
+        dtype = stored_dtype(Path(str(model_name_or_path)))
+    return dtype
+
+
 def validate_weights(path: Path) -> dict[str, list[int]]:
     """Raise :class:`CheckpointError` if weight shards are missing, truncated or disagree with the index.
 

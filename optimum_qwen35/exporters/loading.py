@@ -31,7 +31,7 @@ from optimum.exporters.tasks import TasksManager
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from ..checkpoint import safetensors_header, weight_files
+from ..checkpoint import checkpoint_dtype, load_config, safetensors_header, weight_files
 from ..errors import CheckpointError
 from .config import TASKS
 
@@ -121,7 +121,7 @@ def load_for_export(folder: Path, dtype: torch.dtype | str | None, scratch: Path
 
     config = AutoConfig.from_pretrained(folder)
     if dtype in (None, "auto"):
-        dtype = getattr(config, "dtype", None) or torch.float32  # a composite config holds it at the top
+        dtype = checkpoint_dtype(folder, load_config(folder)) or torch.float32
     model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
     if model_class.config_class is not type(config):
         config = config.get_text_config()
