@@ -10,6 +10,7 @@ Importing the package registers it with optimum (``optimum-cli`` does this by it
 __version__ = "0.1.0"
 
 from .errors import (
+    ChatTemplateError,
     CheckpointError,
     DiskFullError,
     NotQwen35Error,
@@ -23,6 +24,7 @@ from .registry import register
 register()
 
 __all__ = [
+    "ChatTemplateError",
     "CheckpointError",
     "DiskFullError",
     "NotQwen35Error",

@@ -31,3 +31,7 @@ class CompressionConfigError(Qwen35ExportError, ValueError):
 
 class CalibrationDataError(Qwen35ExportError, ValueError):
     """The calibration text for data-aware compression is missing or empty."""
+
+
+class ChatTemplateError(Qwen35ExportError, ValueError):
+    """A chat-template option (``--thinking``) that the checkpoint's template cannot take."""

@@ -21,10 +21,19 @@ from .versions import check_environment
 WEIGHT_FORMATS = ("fp32", "fp16", "int8", "int4")
 
 
-def _cli_args(model: str, output: Path, weight_format: str | None, convert_tokenizer: bool, flags: dict[str, Any]):
-    from optimum.commands.export.openvino import parse_args_openvino
+def _cli_args(
+    model: str,
+    output: Path,
+    weight_format: str | None,
+    convert_tokenizer: bool,
+    thinking: bool | None,
+    flags: dict[str, Any],
+):
+    from optimum.commands.export.openvino import OVExportCommand
 
     argv = ["--model", model, str(output), "--task", "text-generation-with-past"]
+    if thinking is not None:
+        argv += ["--thinking", "on" if thinking else "off"]
     if weight_format is not None:
         argv += ["--weight-format", weight_format]
     if not convert_tokenizer:
@@ -36,7 +45,7 @@ def _cli_args(model: str, output: Path, weight_format: str | None, convert_token
         if value is not True:
             argv.append(str(value))
     parser = ArgumentParser(prog="optimum_qwen35.export", exit_on_error=False)
-    parse_args_openvino(parser)
+    OVExportCommand.parse_args(parser)  # optimum-intel's flags and the plugin's (--thinking)
     try:
         return parser, parser.parse_args(argv)
     except SystemExit:
@@ -50,6 +59,7 @@ def export(
     weight_format: str | None = None,
     overwrite: bool = False,
     convert_tokenizer: bool = True,
+    thinking: bool | None = None,
     **compression: Any,
 ) -> Path:
     """Export a Qwen3.5 checkpoint (text or composite, local folder or hub id) to an OpenVINO text LLM.
@@ -66,6 +76,8 @@ def export(
             or ``"int4"`` (the Qwen3.5 policy of ``docs/compression.md`` unless flags override it).
         overwrite: replace a non-empty ``output``.
         convert_tokenizer: also write the openvino-tokenizers IRs.
+        thinking: default reasoning mode of the exported chat template for requests that do not set
+            ``enable_thinking`` (``optimum-cli --thinking on|off``); None keeps the checkpoint's.
         **compression: ``optimum-cli export openvino`` compression flags, with underscores:
             ``group_size=128``, ``sym=True``, ``ratio=0.8``, ``all_layers=True``, ``awq=True``,
             ``scale_estimation=True``, ``gptq=True``, ``dataset="calib.txt"`` (or ``"builtin"``),
@@ -73,7 +85,7 @@ def export(
 
     Raises:
         NotQwen35Error, CheckpointError, UnsupportedEnvironmentError, OutputDirectoryError,
-        DiskFullError, CompressionConfigError, CalibrationDataError.
+        DiskFullError, CompressionConfigError, CalibrationDataError, ChatTemplateError.
     """
     register()
     check_environment()
@@ -93,7 +105,7 @@ def export(
                 "Fix: pass a Qwen3.5 checkpoint folder or hub id."
             )
     output = check_output(output, overwrite)
-    parser, args = _cli_args(str(model), output, weight_format, convert_tokenizer, compression)
+    parser, args = _cli_args(str(model), output, weight_format, convert_tokenizer, thinking, compression)
 
     from optimum.commands.export.openvino import OVExportCommand
 

@@ -224,17 +224,6 @@ def test_disk_full_while_converting_weights_leaves_nothing(text_checkpoint, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_refuses_non_empty_output(text_checkpoint, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.xml").write_text("x")
-    env = {key: value for key, value in os.environ.items() if key != "OPTIMUM_QWEN35_OVERWRITE"}
-    result = run_optimum_cli("export", "openvino", "--model", str(text_checkpoint), str(out), env=env)
-    assert result.returncode != 0
-    assert "OPTIMUM_QWEN35_OVERWRITE=1" in result.stderr
-    assert [p.name for p in out.iterdir()] == ["old.xml"]
-
-
 @pytest.mark.parametrize("where", ["compressed save", "move into place"])
 def test_disk_full_during_an_int4_export_leaves_nothing(text_checkpoint, tmp_path, monkeypatch, where):
     # With --weight-format int4 optimum-intel exports to a temporary folder, compresses there after
@@ -288,3 +277,33 @@ def test_weights_that_leave_parameters_uninitialised_are_refused(text_checkpoint
     with pytest.raises(CheckpointError, match=message):
         optimum_qwen35.export(copy, tmp_path / "out", convert_tokenizer=False)
     assert list(tmp_path.iterdir()) == [copy]
+
+
+@pytest.mark.parametrize("show", [None, "--verbose", "OPTIMUM_QWEN35_TRACEBACK=1"])
+def test_cli_user_errors_are_one_line_without_a_traceback(show, text_checkpoint, tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "keep.txt").write_text("mine")
+    args = ["export", "openvino", "--model", str(text_checkpoint), str(output)]
+    env = {key: value for key, value in os.environ.items() if key != "OPTIMUM_QWEN35_OVERWRITE"}
+    env["PYTHONWARNINGS"] = "ignore"
+    if show == "--verbose":
+        args.append(show)
+    elif show is not None:
+        env |= dict([show.split("=")])
+    result = run_optimum_cli(*args, env=env)
+    assert result.returncode == 1
+    assert (output / "keep.txt").read_text() == "mine" and len(list(output.iterdir())) == 1
+    if show is None:
+        error_lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+        assert error_lines == [error_lines[-1]] and error_lines[-1].startswith("optimum-cli: error: Output folder")
+        assert "is not empty" in error_lines[-1] and "OPTIMUM_QWEN35_OVERWRITE=1" in error_lines[-1]
+        assert "Traceback" not in result.stderr
+    else:
+        assert "Traceback (most recent call last)" in result.stderr and "OutputDirectoryError" in result.stderr
+
+
+def test_cli_other_errors_keep_pythons_report(tmp_path):
+    """Only the plugin's own errors are shortened: optimum-intel's keep their traceback."""
+    result = run_optimum_cli("export", "openvino", "--model", str(tmp_path / "missing"), str(tmp_path / "out"))
+    assert result.returncode != 0 and "optimum-cli: error:" not in result.stderr

@@ -42,13 +42,16 @@ import optimum.exporters.openvino.__main__ as ov_main
 import optimum.exporters.openvino.convert as ov_convert
 from optimum.exporters.tasks import TasksManager
 
-from ..checkpoint import is_qwen35_config, validate_local_checkpoint
+from ..checkpoint import checkpoint_dtype, is_qwen35_config, validate_local_checkpoint
+from ..errors import ChatTemplateError
 from ..versions import check_environment
+from .command import add_arguments, note_verbosity, thinking
 from .loading import zero_copy_loading
 from .output_dir import overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .progress import advance, export_progress
 from .stateful import make_hybrid_stateful
+from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
 
 TEXT_TASK = "text-generation-with-past"
 _WRAPPED = "__optimum_qwen35_original__"
@@ -108,6 +111,24 @@ def qwen35_checkpoint_config(model_name_or_path: Any, model_types: set[str], **h
     return config if config is not None and is_qwen35_config(config, model_types) else None
 
 
+def loading_dtype(model_name_or_path: Any, config: dict, ov_config: Any) -> str | None:
+    """The dtype to load a Qwen3.5 checkpoint in for export: optimum-intel's rule, with the dtype found.
+
+    optimum-intel loads a 16-bit checkpoint in its own dtype (or in the one ``--weight-format
+    fp16|fp32`` asks for), but reads the dtype only from the top level of the config: the hub's
+    composite configs name it inside ``text_config`` (and some checkpoints only in their safetensors
+    headers), so it would load them in float32 and write an all-f32 IR twice the checkpoint's size.
+    None leaves the decision to optimum-intel (a float32 checkpoint, or no dtype to be found).
+    """
+    dtype = checkpoint_dtype(model_name_or_path, config)
+    if dtype not in ("bfloat16", "float16"):
+        return None
+    requested = getattr(ov_config, "dtype", None)
+    if requested in ("fp16", "fp32"):
+        return "float16" if requested == "fp16" else "float32"
+    return dtype
+
+
 def wrap(module: Any, name: str, make: Callable[[Callable], Callable]) -> None:
     original = getattr(module, name)
     if hasattr(original, _WRAPPED):
@@ -138,6 +159,16 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
     def is_ours(model_name_or_path: Any, **hub_kwargs) -> bool:
         return qwen35_checkpoint_config(model_name_or_path, model_types, **hub_kwargs) is not None
 
+    def with_loading_dtype(model_name_or_path: Any, kwargs: dict) -> dict:
+        """``kwargs`` of main_export with the checkpoint's dtype to load in, unless the caller chose one."""
+        loading = dict(kwargs.get("model_loading_kwargs") or {})
+        if loading.get("torch_dtype") is None:
+            config = qwen35_checkpoint_config(model_name_or_path, model_types, **kwargs) or {}
+            dtype = loading_dtype(model_name_or_path, config, kwargs.get("ov_config"))
+            if dtype is not None:
+                loading["torch_dtype"] = dtype
+        return {**kwargs, "model_loading_kwargs": loading}
+
     def check_before_export(model_name_or_path: Any) -> None:
         """Environment and checkpoint checks: milliseconds, before any folder is created."""
         check_environment()
@@ -161,11 +192,13 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
                 with upstream_export(upstream_configs):
                     return original(model_name_or_path, output, task, *args, **kwargs)
             check_before_export(model_name_or_path)
+            kwargs = with_loading_dtype(model_name_or_path, kwargs)
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),
                 zero_copy_loading(model_name_or_path, staging.parent),
                 released_file_pages(),
+                checked_preprocessors(model_name_or_path),
             ):
                 return original(model_name_or_path, staging, task, *args, **kwargs)
 
@@ -184,25 +217,47 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
     def make_run(original):
         def run(self):
             args = self.args
+            note_verbosity(args)
             hub_kwargs = {"cache_dir": args.cache_dir, "trust_remote_code": args.trust_remote_code}
             if not is_ours(args.model, **hub_kwargs):
                 return original(self)
+            default_thinking = thinking(args)
             if TasksManager.map_from_synonym(args.task) == "image-text-to-text":
+                if default_thinking is not None:
+                    raise ChatTemplateError(
+                        "--thinking applies to the text-LLM export; --task image-text-to-text is optimum-intel's "
+                        "own export. Fix: drop --thinking or --task."
+                    )
                 with upstream_export(upstream_configs):  # compression included: optimum-intel's own
                     return original(self)
             check_before_export(args.model)
+            check_thinking_option(args.model, default_thinking)
             output = args.output
+            token = DEFAULT_THINKING.set(default_thinking)
             with staged_output(output, overwrite=overwrite_requested()) as staging, export_progress():
                 args.output = staging  # main_export and the final move of a compressed export write here
                 try:
                     return original(self)
                 finally:
                     args.output = output
+                    DEFAULT_THINKING.reset(token)
 
         return run
+
+    def make_parse_args(original):
+        def parse_args(parser):
+            result = original(parser)
+            add_arguments(parser)
+            return result
+
+        return parse_args
 
     wrap(ov_main, "infer_task", make_infer_task)
     wrap(ov_main, "main_export", make_main_export)
     rebind_imports(ov_main, "main_export")
     wrap(ov_convert, "patch_stateful", make_patch_stateful)
     wrap(ov_command.OVExportCommand, "run", make_run)
+    # parse_args is a staticmethod: wrap the function, then make the class attribute static again.
+    if not hasattr(ov_command.OVExportCommand.parse_args, _WRAPPED):
+        wrap(ov_command.OVExportCommand, "parse_args", make_parse_args)
+        ov_command.OVExportCommand.parse_args = staticmethod(ov_command.OVExportCommand.parse_args)
