@@ -2,8 +2,10 @@
 
     python demo/run_demo.py [--output demo-output] [--prompt "def main():\\n"]
 
-The checkpoint (demo/qwen35-code-vl) is a small composite (vision-language) Qwen3.5 trained on
-Python source, shaped like the hub's checkpoints; the export drops its vision tower.
+The checkpoint (demo/qwen35-code-vl-mtp) is a small composite (vision-language) Qwen3.5 trained on
+Python source, laid out exactly like a hub checkpoint (``model.language_model.*``, ``model.visual.*``,
+``mtp.*``, sharded ``model.safetensors-0000K-of-0000N``, float32 ``A_log`` and gated norm, the real
+0.8B/2B chat template); the text export drops its vision tower and MTP head.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=HERE / "qwen35-code-vl")
+    parser.add_argument("--checkpoint", type=Path, default=HERE / "qwen35-code-vl-mtp")
     parser.add_argument("--output", type=Path, default=Path("demo-output"))
     parser.add_argument("--prompt", default="def read_lines(path):\n")
     parser.add_argument("--max-new-tokens", type=int, default=48)

@@ -20,9 +20,9 @@ from tiny_models import (  # noqa: E402
 import optimum_qwen35  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED_REFERENCE = REPO / "demo" / "qwen35-code-vl"
+BUNDLED_REFERENCE = REPO / "demo" / "qwen35-code-vl-mtp"
 SHARED_MODELS = REPO.parent / "shared" / "reference-models"
-SHARED_REFERENCE = SHARED_MODELS / "qwen35-code-vl"
+SHARED_REFERENCE = SHARED_MODELS / "qwen35-code-vl-mtp"
 
 
 @pytest.fixture(scope="session")
