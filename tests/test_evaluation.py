@@ -10,6 +10,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from optimum_qwen35.cli import main
+from optimum_qwen35.evaluation.bootstrap import paired_bootstrap
 from optimum_qwen35.evaluation.perplexity import score_hf, score_ir, token_windows
 
 SAMPLE_TEXT = Path(__file__).parent / "data" / "heldout_python_sample.txt"  # a slice of the held-out eval text
@@ -20,6 +21,41 @@ def test_token_windows_are_evenly_spread():
     assert [int(w[0]) for w in windows] == [0, 300, 600, 900] and all(len(w) == 100 for w in windows)
     with pytest.raises(ValueError, match="fewer than one window"):
         token_windows(np.arange(50), count=2, length=100)
+
+
+def test_bootstrap_of_a_variant_equal_to_the_reference_is_exactly_zero():
+    reference = np.random.default_rng(1).uniform(300, 2000, size=50)
+    difference = paired_bootstrap(reference, reference.copy(), np.full(50, 511))
+    assert (difference.delta_pct, difference.ci95_low_pct, difference.ci95_high_pct) == (0.0, 0.0, 0.0)
+
+
+def test_bootstrap_is_paired_a_constant_shift_per_token_gives_exp_c_minus_1():
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(100, 512, size=200)
+    reference = tokens * rng.uniform(0.5, 4.0, size=200)  # windows of very different difficulty
+    c = 0.004
+    difference = paired_bootstrap(reference + c * tokens, reference, tokens)
+    expected = 100 * np.expm1(c)
+    assert difference.delta_pct == pytest.approx(expected, rel=1e-9)
+    # Unpaired resampling would spread this over several %: the windows' difficulty is shared.
+    assert difference.ci95_low_pct == pytest.approx(expected, rel=1e-9)
+    assert difference.ci95_high_pct == pytest.approx(expected, rel=1e-9)
+
+
+def test_bootstrap_interval_has_the_width_of_the_mean_per_window_difference():
+    rng = np.random.default_rng(3)
+    windows, tokens = 400, np.full(400, 511)
+    reference = tokens * rng.uniform(0.5, 4.0, size=windows)
+    noise = rng.normal(0, 0.01, size=windows)
+    shift = 0.003 + noise - noise.mean()  # per-token log-ratio of each window, mean exactly 0.003
+    difference = paired_bootstrap(reference + shift * tokens, reference, tokens)
+    assert difference.delta_pct == pytest.approx(100 * np.expm1(0.003), rel=1e-9)
+    assert difference.ci95_low_pct < difference.delta_pct < difference.ci95_high_pct
+    # The normal approximation of a 95 % interval of a mean: ±1.96 standard errors.
+    expected_width = 100 * 2 * 1.96 * shift.std() / np.sqrt(windows)
+    width = difference.ci95_high_pct - difference.ci95_low_pct
+    assert width == pytest.approx(expected_width, rel=0.1)
+    assert paired_bootstrap(reference + shift * tokens, reference, tokens) == difference  # fixed seed
 
 
 def test_ir_perplexity_matches_hf_float32(reference_checkpoint, reference_export):
