@@ -1,4 +1,5 @@
-"""The accuracy tool: its perplexity for an uncompressed IR reproduces Hugging Face's."""
+"""The accuracy tool: consecutive windows, the paired bootstrap interval, and an uncompressed IR
+whose perplexity reproduces Hugging Face's."""
 
 from __future__ import annotations
 
@@ -11,16 +12,33 @@ from transformers import AutoTokenizer
 
 from optimum_qwen35.cli import main
 from optimum_qwen35.evaluation.bootstrap import paired_bootstrap
-from optimum_qwen35.evaluation.perplexity import score_hf, score_ir, token_windows
+from optimum_qwen35.evaluation.perplexity import score_hf, score_ir, select_windows, windows_at
 
 SAMPLE_TEXT = Path(__file__).parent / "data" / "heldout_python_sample.txt"  # a slice of the held-out eval text
 
 
-def test_token_windows_are_evenly_spread():
-    windows = token_windows(np.arange(1000), count=4, length=100)
-    assert [int(w[0]) for w in windows] == [0, 300, 600, 900] and all(len(w) == 100 for w in windows)
+def test_windows_are_the_consecutive_grid_of_the_text():
+    ids = np.arange(1050)
+    indices = select_windows(len(ids), 100)
+    windows = windows_at(ids, indices, 100)
+    assert windows.shape == (10, 100)
+    np.testing.assert_array_equal(windows.ravel(), np.arange(1000))  # covers the text, no overlap, tail dropped
     with pytest.raises(ValueError, match="fewer than one window"):
-        token_windows(np.arange(50), count=2, length=100)
+        select_windows(50, 100)
+
+
+def test_max_windows_keeps_evenly_spread_windows_of_the_same_grid():
+    np.testing.assert_array_equal(select_windows(1050, 100, max_windows=4), [0, 3, 6, 9])
+    np.testing.assert_array_equal(windows_at(np.arange(1050), np.array([0, 3, 6, 9]), 100)[:, 0], [0, 300, 600, 900])
+    np.testing.assert_array_equal(select_windows(1050, 100, max_windows=50), np.arange(10))  # a cap, not a count
+    for grid in (1, 2, 7, 90):
+        for keep in range(1, grid + 1):
+            indices = select_windows(grid * 64, 64, max_windows=keep)
+            gaps = np.diff(indices)
+            assert len(indices) == keep and indices[0] == 0 and (keep == 1 or indices[-1] == grid - 1)
+            assert keep == 1 or (gaps.min() >= 1 and gaps.max() - gaps.min() <= 1), (grid, keep, indices)
+    with pytest.raises(ValueError, match="at least 1"):
+        select_windows(1050, 100, max_windows=0)
 
 
 def test_bootstrap_of_a_variant_equal_to_the_reference_is_exactly_zero():
@@ -60,21 +78,35 @@ def test_bootstrap_interval_has_the_width_of_the_mean_per_window_difference():
 
 def test_ir_perplexity_matches_hf_float32(reference_checkpoint, reference_export):
     ids = AutoTokenizer.from_pretrained(reference_checkpoint)(SAMPLE_TEXT.read_text(), return_tensors="np")
-    windows = token_windows(ids["input_ids"][0], count=3, length=256)
+    ids = ids["input_ids"][0]
+    windows = windows_at(ids, select_windows(len(ids), 256, max_windows=3), 256)
     hf = score_hf(reference_checkpoint, windows)
     ov = score_ir(reference_export, windows)
+    assert hf.nll.shape == ov.nll.shape == (3, 255)
     assert 1.5 < hf.perplexity < 200, "the trained reference model should predict Python source"
     assert abs(ov.perplexity / hf.perplexity - 1) < 0.005
     assert ov.agreement(hf) > 0.99
     np.testing.assert_allclose(ov.nll, hf.nll, atol=2e-3)
 
 
+def _eval_argv(checkpoint: Path, export: Path, *extra: str, text: Path = SAMPLE_TEXT) -> list[str]:
+    return ["eval", str(checkpoint), "--text", str(text), "--variants", f"exported={export}", *extra]
+
+
 def test_eval_command_prints_a_table_and_writes_json(reference_checkpoint, reference_export, tmp_path, capsys):
     report = tmp_path / "eval.json"
-    argv = ["eval", str(reference_checkpoint), "--text", str(SAMPLE_TEXT), "--windows", "2", "--window-length", "128"]
-    assert main([*argv, "--variants", f"exported={reference_export}", "--json", str(report)]) == 0
+    argv = ["--max-windows", "6", "--window-length", "128", "--json", str(report)]
+    assert main(_eval_argv(reference_checkpoint, reference_export, *argv)) == 0
     table = capsys.readouterr().out
-    assert "hf-fp32" in table and "exported" in table and "top-1 agree" in table
-    rows = {row["variant"]: row for row in json.loads(report.read_text())["results"]}
-    assert abs(rows["exported"]["delta_pct"]) < 0.5 and rows["exported"]["top1"] > 0.99
-    assert rows["exported"]["size_mb"] > 1
+    assert "6 of 90 consecutive windows x 128 tokens" in table and "762 scored" in table
+    assert "hf-fp32" in table and "exported" in table and "top-1 agree" in table and "[95 % interval]" in table
+    result = json.loads(report.read_text())
+    assert (result["windows"], result["grid_windows"], result["scored_tokens"]) == (6, 90, 6 * 127)
+    rows = {row["variant"]: row for row in result["results"]}
+    exported = rows["exported"]
+    assert exported["ci95_low_pct"] <= exported["delta_pct"] <= exported["ci95_high_pct"]
+    # The IR computes the checkpoint's own weights in f32, like HF: 0 within float32 rounding.
+    assert exported["ci95_low_pct"] <= 1e-3 and exported["ci95_high_pct"] >= -1e-3
+    assert exported["ci95_high_pct"] - exported["ci95_low_pct"] < 1e-3
+    assert f"{exported['delta_pct']:+.3f} % [{exported['ci95_low_pct']:+.3f}, " in table
+    assert exported["top1"] > 0.99 and exported["size_mb"] > 1
