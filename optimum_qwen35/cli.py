@@ -23,7 +23,8 @@ def _eval(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from .evaluation.bootstrap import RESAMPLES, SEED, paired_bootstrap
-    from .evaluation.perplexity import ir_size_mb, score_hf, score_ir, select_windows, windows_at
+    from .evaluation.cache import cached_score_hf, default_cache_dir
+    from .evaluation.perplexity import ir_size_mb, score_ir, select_windows, windows_at
     from .evaluation.variants import VARIANTS, export_variant
 
     specs = [spec.partition("=") for spec in args.variants.split(",")]
@@ -45,7 +46,10 @@ def _eval(args: argparse.Namespace) -> int:
         flush=True,
     )
 
-    reference = score_hf(args.checkpoint, windows)
+    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    reference, computed = cached_score_hf(args.checkpoint, ids, indices, length, cache_dir)
+    if cache_dir is not None:
+        print(f"HF float32: {len(indices) - computed} windows from the cache in {cache_dir}, {computed} scored")
     window_tokens = np.full(len(indices), length - 1)
     exact = {"delta_pct": 0.0, "ci95_low_pct": 0.0, "ci95_high_pct": 0.0}  # HF against itself
     rows = [{"variant": "hf-fp32", "perplexity": reference.perplexity, **exact, "top1": 1.0, "size_mb": None}]
@@ -116,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--work-dir", help="keep the exported IRs here (default: a temporary folder)")
     evaluate.add_argument("--json", help="also write the results to this JSON file")
+    evaluate.add_argument(
+        "--cache-dir", help="where HF float32 scores are cached (default: $XDG_CACHE_HOME/optimum-qwen35/eval)"
+    )
+    evaluate.add_argument("--no-cache", action="store_true", help="score HF float32 again and store nothing")
     evaluate.set_defaults(func=_eval)
     return parser
 

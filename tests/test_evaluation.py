@@ -1,20 +1,30 @@
-"""The accuracy tool: consecutive windows, the paired bootstrap interval, and an uncompressed IR
-whose perplexity reproduces Hugging Face's."""
+"""The accuracy tool: consecutive windows, the paired bootstrap interval, the HF cache, and an
+uncompressed IR whose perplexity reproduces Hugging Face's."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import transformers
 from transformers import AutoTokenizer
 
 from optimum_qwen35.cli import main
+from optimum_qwen35.evaluation import cache
 from optimum_qwen35.evaluation.bootstrap import paired_bootstrap
+from optimum_qwen35.evaluation.cache import checkpoint_fingerprint, default_cache_dir
 from optimum_qwen35.evaluation.perplexity import score_hf, score_ir, select_windows, windows_at
 
 SAMPLE_TEXT = Path(__file__).parent / "data" / "heldout_python_sample.txt"  # a slice of the held-out eval text
+
+
+@pytest.fixture(autouse=True)
+def _no_home_cache(tmp_path, monkeypatch):
+    """Whatever a test forgets to pass, the user's own cache is never read or written."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
 
 
 def test_windows_are_the_consecutive_grid_of_the_text():
@@ -94,9 +104,12 @@ def _eval_argv(checkpoint: Path, export: Path, *extra: str, text: Path = SAMPLE_
 
 
 def test_eval_command_prints_a_table_and_writes_json(reference_checkpoint, reference_export, tmp_path, capsys):
-    report = tmp_path / "eval.json"
+    report, unused_cache = tmp_path / "eval.json", tmp_path / "cache"
     argv = ["--max-windows", "6", "--window-length", "128", "--json", str(report)]
-    assert main(_eval_argv(reference_checkpoint, reference_export, *argv)) == 0
+    assert (
+        main(_eval_argv(reference_checkpoint, reference_export, *argv, "--no-cache", "--cache-dir", str(unused_cache)))
+        == 0
+    )
     table = capsys.readouterr().out
     assert "6 of 90 consecutive windows x 128 tokens" in table and "762 scored" in table
     assert "hf-fp32" in table and "exported" in table and "top-1 agree" in table and "[95 % interval]" in table
@@ -110,3 +123,80 @@ def test_eval_command_prints_a_table_and_writes_json(reference_checkpoint, refer
     assert exported["ci95_high_pct"] - exported["ci95_low_pct"] < 1e-3
     assert f"{exported['delta_pct']:+.3f} % [{exported['ci95_low_pct']:+.3f}, " in table
     assert exported["top1"] > 0.99 and exported["size_mb"] > 1
+    assert not unused_cache.exists()
+
+
+def _results(report: Path) -> list[dict]:
+    return json.loads(report.read_text())["results"]
+
+
+def test_a_repeated_run_takes_hf_scores_from_the_cache(
+    reference_checkpoint, reference_export, tmp_path, capsys, monkeypatch
+):
+    store, report = tmp_path / "cache", tmp_path / "eval.json"
+
+    def run(max_windows: int = 2, length: int = 128, text: Path = SAMPLE_TEXT) -> str:
+        argv = ["--max-windows", str(max_windows), "--window-length", str(length), "--cache-dir", str(store)]
+        assert main(_eval_argv(reference_checkpoint, reference_export, *argv, "--json", str(report), text=text)) == 0
+        return capsys.readouterr().out
+
+    output = run()
+    assert "HF float32: 0 windows from the cache" in output and ", 2 scored" in output
+    first, first_table = _results(report), output.split("\nvariant")[1]
+    assert len(list(store.glob("*.npz"))) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("transformers was asked to load the model")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    output = run()
+    assert "HF float32: 2 windows from the cache" in output and ", 0 scored" in output
+    assert _results(report) == first and output.split("\nvariant")[1] == first_table
+    # Another window length is another key, even for grid window 0, which the cache holds for 128.
+    with pytest.raises(AssertionError, match="asked to load"):
+        run(max_windows=1, length=64)
+    changed = tmp_path / "changed.txt"
+    changed.write_text(SAMPLE_TEXT.read_text()[1:])
+    with pytest.raises(AssertionError, match="asked to load"):  # another text: another key
+        run(text=changed)
+
+
+def test_a_larger_run_scores_only_the_windows_missing_from_the_cache(
+    reference_checkpoint, reference_export, tmp_path, capsys, monkeypatch
+):
+    store, report = tmp_path / "cache", tmp_path / "eval.json"
+    argv = ["--window-length", "128", "--cache-dir", str(store), "--json", str(report)]
+    asked = []
+
+    def counting(checkpoint, windows):
+        asked.append(windows)
+        return score_hf(checkpoint, windows)
+
+    monkeypatch.setattr(cache, "score_hf", counting)
+    assert main(_eval_argv(reference_checkpoint, reference_export, *argv, "--max-windows", "2")) == 0
+    assert main(_eval_argv(reference_checkpoint, reference_export, *argv, "--max-windows", "4")) == 0
+    assert "HF float32: 2 windows from the cache" in capsys.readouterr().out
+    partly_cached = _results(report)
+    # Grid windows 0 and 89 (2 spread over 90), then 0, 30, 59, 89: only 30 and 59 are new.
+    ids = np.array(AutoTokenizer.from_pretrained(reference_checkpoint)(SAMPLE_TEXT.read_text())["input_ids"])
+    assert len(asked) == 2
+    np.testing.assert_array_equal(asked[0], windows_at(ids, np.array([0, 89]), 128))
+    np.testing.assert_array_equal(asked[1], windows_at(ids, np.array([30, 59]), 128))
+    assert main(_eval_argv(reference_checkpoint, reference_export, *argv, "--max-windows", "4", "--no-cache")) == 0
+    assert _results(report) == partly_cached  # the merged cache gives what a fresh run gives
+
+
+def test_the_cache_key_follows_the_checkpoint_contents(text_checkpoint, tmp_path, monkeypatch):
+    copy = Path(shutil.copytree(text_checkpoint, tmp_path / "copy"))
+    assert checkpoint_fingerprint(copy) == checkpoint_fingerprint(text_checkpoint)  # not its path
+    weights = sorted(copy.glob("*.safetensors"))[-1]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # same names, shapes and size: a retrained checkpoint
+    weights.write_bytes(bytes(data))
+    assert checkpoint_fingerprint(copy) != checkpoint_fingerprint(text_checkpoint)
+    (copy / "config.json").write_text((copy / "config.json").read_text().replace("{", '{"note": 1, ', 1))
+    assert checkpoint_fingerprint(copy) != checkpoint_fingerprint(text_checkpoint)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "optimum-qwen35" / "eval"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "optimum-qwen35" / "eval"
