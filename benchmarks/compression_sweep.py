@@ -5,7 +5,7 @@ NNCF directly — INT4 everywhere except the projections named in each row, whic
 prints perplexity vs HF float32 over the same windows as ``optimum-qwen35 eval``. Used to choose
 the default policy in ``optimum_qwen35/compression/policy.py`` (see docs/compression.md).
 
-    python benchmarks/compression_sweep.py CHECKPOINT FP32_IR_DIR --text heldout.txt [--windows 24]
+    python benchmarks/compression_sweep.py CHECKPOINT FP32_IR_DIR --text heldout.txt [--max-windows 24]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from transformers import AutoTokenizer
 
 from optimum_qwen35.compression.mixed_precision import compress_int8
 from optimum_qwen35.compression.policy import LINEAR_ATTENTION_PROJECTIONS
-from optimum_qwen35.evaluation.perplexity import ir_size_mb, score_hf, score_ir, token_windows
+from optimum_qwen35.evaluation.perplexity import ir_size_mb, score_hf, score_ir, select_windows, windows_at
 
 #: row name → extra INT8 patterns (on top of nothing); INT4 asym elsewhere.
 ROWS = {
@@ -38,12 +38,13 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("ir_dir", help="uncompressed IR of the checkpoint (optimum-cli --weight-format fp32)")
     parser.add_argument("--text", required=True)
-    parser.add_argument("--windows", type=int, default=24)
+    parser.add_argument("--max-windows", type=int, default=24, help="as optimum-qwen35 eval --max-windows")
     parser.add_argument("--group-sizes", default="64,128")
     args = parser.parse_args()
 
     ids = AutoTokenizer.from_pretrained(args.checkpoint)(Path(args.text).read_text(), return_tensors="np")
-    windows = token_windows(ids["input_ids"][0], args.windows, 512)
+    ids = ids["input_ids"][0]
+    windows = windows_at(ids, select_windows(len(ids), 512, args.max_windows), 512)
     reference = score_hf(args.checkpoint, windows)
     print(f"HF fp32 perplexity {reference.perplexity:.4f} over {len(windows)} x 512 tokens")
     print(f"{'INT8 kept for':<30}{'group':>6}{'sym':>5}{'ppl':>10}{'vs HF':>9}{'top-1':>8}{'MB':>7}")

@@ -1,8 +1,10 @@
-"""Perplexity and top-1 agreement over fixed token windows, for HF float32 and for an IR.
+"""Perplexity and top-1 agreement over consecutive token windows, for HF float32 and for an IR.
 
-Both sides score the same windows: ``count`` windows of ``length`` tokens spread evenly over the
-tokenized text, each scored from an empty state (no context carried between windows). A window
-of ``length`` tokens gives ``length - 1`` predictions.
+The tokenized text is cut into a grid of consecutive, non-overlapping windows of ``length`` tokens
+(the tail shorter than one window is dropped); window ``i`` covers tokens
+``[i * length, (i + 1) * length)``. Both sides score the same windows, all of the grid or an evenly
+spread subset of it, each from an empty state (no context carried between windows). A window of
+``length`` tokens gives ``length - 1`` predictions.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 #: OpenVINO CPU compile options for scoring: f32 compute and KV cache, so only the weights differ.
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
@@ -18,27 +21,48 @@ F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
 
 @dataclass
 class Scores:
-    """Per-position results of one model over all windows (concatenated)."""
+    """Per-position results of one model, one row per window."""
 
-    nll: np.ndarray  # [N] negative log-likelihood of each next token
-    argmax: np.ndarray  # [N] predicted token at each position
+    nll: np.ndarray  # [W, T-1] float64 negative log-likelihood of each next token
+    argmax: np.ndarray  # [W, T-1] predicted token at each position
 
     @property
     def perplexity(self) -> float:
+        """exp of the mean NLL over every scored token of every window."""
         return float(np.exp(self.nll.mean()))
+
+    @property
+    def window_nll(self) -> np.ndarray:
+        """``[W]`` summed NLL of each window (what the bootstrap resamples)."""
+        return self.nll.sum(axis=1)
 
     def agreement(self, reference: Scores) -> float:
         """Fraction of positions whose top-1 token equals the reference's."""
         return float((self.argmax == reference.argmax).mean())
 
 
-def token_windows(token_ids: np.ndarray, count: int, length: int) -> list[np.ndarray]:
-    """``count`` windows ``[length]`` of ``token_ids [N]`` with evenly spaced starts."""
-    if len(token_ids) < length:
-        raise ValueError(f"The text has {len(token_ids)} tokens, fewer than one window of {length}.")
-    last_start = len(token_ids) - length
-    starts = [0] if count == 1 else [round(i * last_start / (count - 1)) for i in range(count)]
-    return [token_ids[s : s + length] for s in starts]
+def select_windows(n_tokens: int, length: int, max_windows: int | None = None) -> np.ndarray:
+    """Grid indices ``[K]`` of the windows to score in a text of ``n_tokens`` tokens.
+
+    All ``n_tokens // length`` windows of the grid, or, with ``max_windows`` below that, that many
+    of them evenly spread from the first to the last (indices on the same grid, so a capped run
+    scores a subset of the whole-file windows).
+    """
+    grid = n_tokens // length
+    if grid == 0:
+        raise ValueError(f"The text has {n_tokens} tokens, fewer than one window of {length}. Fix: a longer text.")
+    if max_windows is None or max_windows >= grid:
+        return np.arange(grid)
+    if max_windows < 1:
+        raise ValueError(f"max_windows must be at least 1, got {max_windows}.")
+    # The spacing is > 1 when max_windows < grid, so rounding never maps two picks to one window.
+    return np.rint(np.linspace(0, grid - 1, max_windows)).astype(np.int64)
+
+
+def windows_at(token_ids: np.ndarray, indices: np.ndarray, length: int) -> np.ndarray:
+    """``[K, length]`` token windows at grid ``indices [K]`` of ``token_ids [N]``."""
+    grid = len(token_ids) // length
+    return token_ids[: grid * length].reshape(grid, length)[indices]
 
 
 def _score(logits: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,31 +75,31 @@ def _score(logits: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _collect(per_window: list[tuple[np.ndarray, np.ndarray]]) -> Scores:
-    return Scores(np.concatenate([n for n, _ in per_window]), np.concatenate([a for _, a in per_window]))
+    return Scores(np.stack([n for n, _ in per_window]), np.stack([a for _, a in per_window]))
 
 
-def score_hf(checkpoint: str | Path, windows: list[np.ndarray]) -> Scores:
-    """Score the windows with transformers in float32 (the correctness reference)."""
+def score_hf(checkpoint: str | Path, windows: np.ndarray) -> Scores:
+    """Score ``windows [W, T]`` with transformers in float32 (the correctness reference)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).float().eval()
     results = []
     with torch.no_grad():
-        for window in windows:
+        for window in tqdm(windows, desc="HF float32", unit="window"):
             logits = model(torch.from_numpy(window[None].astype(np.int64))).logits[0].numpy()
             results.append(_score(logits, window))
     return _collect(results)
 
 
-def score_ir(ir_dir: str | Path, windows: list[np.ndarray], device: str = "CPU") -> Scores:
-    """Score the windows with the plugin's stateful IR, one full-window inference per window."""
+def score_ir(ir_dir: str | Path, windows: np.ndarray, device: str = "CPU", desc: str = "OpenVINO") -> Scores:
+    """Score ``windows [W, T]`` with the plugin's stateful IR, one full-window inference per window."""
     import openvino as ov
 
     compiled = ov.Core().compile_model(Path(ir_dir) / "openvino_model.xml", device, F32_CONFIG)
     request = compiled.create_infer_request()
     results = []
-    for window in windows:
+    for window in tqdm(windows, desc=desc, unit="window"):
         request.reset_state()
         length = len(window)
         request.infer(
