@@ -1,6 +1,6 @@
 """Hooks into optimum-intel's export entry points, active for Qwen3.5 checkpoints only.
 
-optimum-intel has no plugin API beyond ``TasksManager`` registrations, and four behaviours
+optimum-intel has no plugin API beyond ``TasksManager`` registrations, and these behaviours
 need changing for Qwen3.5 while every other model must stay untouched:
 
 * ``infer_task``: a composite Qwen3.5 checkpoint with no ``--task`` exports as
@@ -13,6 +13,8 @@ need changing for Qwen3.5 while every other model must stay untouched:
   main_export``, which ``OVModelForCausalLM.from_pretrained(export=True)`` calls), so every
   module-level binding of the original is rebound to the hook.
 * ``patch_stateful``: our stateful step (dtype normalisation first) for our IRs.
+* ``add_hidden_states_rt_info``: the per-layer hidden-state locators of our IRs (``hidden_states.py``);
+  optimum-intel's name-based search cannot find them in the static decoder's graph.
 * ``--task image-text-to-text`` stays optimum-intel's VLM export: its language-model part is
   built from the same ``qwen3_5_text`` text-generation registration the plugin replaces, so that
   export runs with optimum-intel's own configs put back and ``patch_stateful`` left to it.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -46,12 +49,15 @@ from ..checkpoint import checkpoint_dtype, is_qwen35_config, validate_local_chec
 from ..errors import ChatTemplateError
 from ..versions import check_environment
 from .command import add_arguments, note_verbosity, thinking
+from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
 from .output_dir import overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .progress import advance, export_progress
 from .stateful import make_hybrid_stateful
 from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
+
+logger = logging.getLogger(__name__)
 
 TEXT_TASK = "text-generation-with-past"
 _WRAPPED = "__optimum_qwen35_original__"
@@ -150,7 +156,7 @@ def rebind_imports(module: Any, name: str) -> None:
 
 
 def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) -> None:
-    """Install the four hooks for checkpoints whose model type is in ``model_types``.
+    """Install the hooks for checkpoints whose model type is in ``model_types``.
 
     ``upstream_configs``: optimum-intel's own registrations for those types
     (:func:`snapshot_openvino_configs` before ours), used for its VLM export.
@@ -214,6 +220,18 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
 
         return patch_stateful
 
+    def make_add_hidden_states_rt_info(original):
+        def add_hidden_states_rt_info(source_model, ov_model, config):
+            text = getattr(config, "_config", None)
+            if in_upstream_export() or getattr(text, "model_type", None) not in model_types:
+                return original(source_model, ov_model, config)
+            try:
+                annotate_hidden_states(ov_model, text.num_hidden_layers, text.hidden_size)
+            except ValueError as error:  # an annotation pointing at the wrong value is worse than none
+                logger.warning("No hidden-state rt_info for this export: %s", error)
+
+        return add_hidden_states_rt_info
+
     def make_run(original):
         def run(self):
             args = self.args
@@ -256,6 +274,7 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
     wrap(ov_main, "main_export", make_main_export)
     rebind_imports(ov_main, "main_export")
     wrap(ov_convert, "patch_stateful", make_patch_stateful)
+    wrap(ov_convert, "add_hidden_states_rt_info", make_add_hidden_states_rt_info)
     wrap(ov_command.OVExportCommand, "run", make_run)
     # parse_args is a staticmethod: wrap the function, then make the class attribute static again.
     if not hasattr(ov_command.OVExportCommand.parse_args, _WRAPPED):
