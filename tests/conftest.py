@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random checkpoints, their exports, and the trained reference model."""
+"""Shared fixtures: tiny random checkpoints, hub-shaped miniatures, their exports, and the trained reference."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from hub_models import make_hub_checkpoint  # noqa: E402
 from tiny_models import (  # noqa: E402
     make_composite_checkpoint,
     make_moe_composite_checkpoint,
@@ -43,6 +44,28 @@ def moe_text_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def moe_composite_checkpoint(tmp_path_factory) -> Path:
     return make_moe_composite_checkpoint(tmp_path_factory.mktemp("ckpt") / "moe_composite", seed=4)
+
+
+@pytest.fixture(scope="session")
+def hub_dense_checkpoint(tmp_path_factory) -> Path:
+    """A miniature of Qwen/Qwen3.5-27B in the hub's layout (untied head, 24/4 heads, 16/48 linear heads)."""
+    return make_hub_checkpoint(tmp_path_factory.mktemp("ckpt") / "hub_dense", "27B", seed=6)
+
+
+@pytest.fixture(scope="session")
+def hub_moe_checkpoint(tmp_path_factory) -> Path:
+    """A miniature of Qwen/Qwen3.5-35B-A3B in the hub's layout (fused experts, per-expert MTP experts)."""
+    return make_hub_checkpoint(tmp_path_factory.mktemp("ckpt") / "hub_moe", "35B-A3B", seed=7)
+
+
+@pytest.fixture(scope="session")
+def hub_dense_export(hub_dense_checkpoint, tmp_path_factory) -> Path:
+    return optimum_qwen35.export(hub_dense_checkpoint, tmp_path_factory.mktemp("ov") / "hub_dense")
+
+
+@pytest.fixture(scope="session")
+def hub_moe_export(hub_moe_checkpoint, tmp_path_factory) -> Path:
+    return optimum_qwen35.export(hub_moe_checkpoint, tmp_path_factory.mktemp("ov") / "hub_moe")
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def test_optimum_cli_without_task_exports_text_llm(kind, request, tmp_path):
     _assert_logits_match_hf(compile_ir(out), checkpoint)
 
 
-@pytest.mark.parametrize("kind", ["text", "composite"])
+@pytest.mark.parametrize("kind", ["text", "composite", "hub_dense", "hub_moe"])
 def test_from_pretrained_export_generates_like_hf(kind, request):
     checkpoint = request.getfixturevalue(f"{kind}_checkpoint")
     model = OVModelForCausalLM.from_pretrained(checkpoint, export=True, ov_config=F32)

@@ -1,5 +1,8 @@
 """openvino-genai on the tiny random checkpoints: token-exact against transformers float32.
 
+Kinds: tiny text, composite and MoE text checkpoints saved by transformers, and miniatures of the
+hub's 27B (dense, untied) and 35B-A3B (MoE) written in the hub's own layout (``hub_models.py``).
+
 The tiny checkpoints carry no tokenizer; the pipelines borrow the reference export's
 (``LLMPipeline(path, tokenizer, device)``) and are fed token ids, so every comparison is on
 tokens. The pipelines get ``ignore_eos`` (the borrowed tokenizer knows another end-of-sequence id)
@@ -33,7 +36,7 @@ def moe_text_export(moe_text_checkpoint, tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="module", params=["text", "composite", "moe_text"])
+@pytest.fixture(scope="module", params=["text", "composite", "moe_text", "hub_dense", "hub_moe"])
 def case(request, tokenizer):
     """(HF float32 model, stateful pipeline, export folder) for one tiny checkpoint kind."""
     export = request.getfixturevalue(f"{request.param}_export")

@@ -62,8 +62,9 @@ def test_every_import_of_main_export_is_the_hook():
     assert ov_main.main_export.__wrapped__ is not ov_main.main_export
 
 
-def test_task_inference(composite_checkpoint, tmp_path):
-    assert ov_main.infer_task("auto", str(composite_checkpoint)) == "text-generation-with-past"
+def test_task_inference(composite_checkpoint, hub_dense_checkpoint, hub_moe_checkpoint, tmp_path):
+    for checkpoint in (composite_checkpoint, hub_dense_checkpoint, hub_moe_checkpoint):
+        assert ov_main.infer_task("auto", str(checkpoint)) == "text-generation-with-past"
     # An explicit task is kept.
     assert ov_main.infer_task("image-text-to-text", str(composite_checkpoint)) == "image-text-to-text"
 
