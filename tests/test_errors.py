@@ -45,6 +45,10 @@ def test_non_qwen_checkpoint_is_refused(tmp_path):
     with pytest.raises(NotQwen35Error, match="'llama' checkpoint, not Qwen3.5.*Fix"):
         optimum_qwen35.export(llama, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    # The plugin's own option is refused for other models rather than silently ignored.
+    result = run_optimum_cli("export", "openvino", "--model", str(llama), str(tmp_path / "out"), "--thinking", "off")
+    assert result.returncode == 1 and "optimum-cli: error: --thinking is optimum-qwen35's option" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_truncated_weights_are_reported(broken_copy, tmp_path):

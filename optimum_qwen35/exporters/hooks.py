@@ -237,9 +237,14 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
             args = self.args
             note_verbosity(args)
             hub_kwargs = {"cache_dir": args.cache_dir, "trust_remote_code": args.trust_remote_code}
-            if not is_ours(args.model, **hub_kwargs):
-                return original(self)
             default_thinking = thinking(args)
+            if not is_ours(args.model, **hub_kwargs):
+                if default_thinking is not None:
+                    raise ChatTemplateError(
+                        f"--thinking is optimum-qwen35's option for Qwen3.5 checkpoints; {args.model} is not one. "
+                        "Fix: drop --thinking."
+                    )
+                return original(self)
             if TasksManager.map_from_synonym(args.task) == "image-text-to-text":
                 if default_thinking is not None:
                     raise ChatTemplateError(
