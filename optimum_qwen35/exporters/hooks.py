@@ -12,7 +12,8 @@ need changing for Qwen3.5 while every other model must stay untouched:
   progress bar. optimum re-exports ``main_export`` (``from optimum.exporters.openvino import
   main_export``, which ``OVModelForCausalLM.from_pretrained(export=True)`` calls), so every
   module-level binding of the original is rebound to the hook.
-* ``patch_stateful``: our stateful step (dtype normalisation first) for our IRs.
+* ``patch_stateful``: for our IRs, the MoE weights back to 16-bit (``weight_dtypes.py``), then our
+  stateful step (dtype normalisation first).
 * ``--task image-text-to-text`` stays optimum-intel's VLM export: its language-model part is
   built from the same ``qwen3_5_text`` text-generation registration the plugin replaces, so that
   export runs with optimum-intel's own configs put back and ``patch_stateful`` left to it.
@@ -49,6 +50,7 @@ from .output_dir import overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .progress import advance, export_progress
 from .stateful import make_hybrid_stateful
+from .weight_dtypes import restore_16bit_moe_weights
 
 TEXT_TASK = "text-generation-with-past"
 _WRAPPED = "__optimum_qwen35_original__"
@@ -176,6 +178,7 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
             ours = config.get_text_config().model_type in model_types or config.model_type in model_types
             if ours and not in_upstream_export():
                 advance("stateful")
+                restore_16bit_moe_weights(ov_model)
                 return make_hybrid_stateful(ov_model)
             return original(config, ov_model)
 
