@@ -19,12 +19,14 @@ from ov_helpers import (
     relative_max_error,
     run_chunks,
     run_optimum_cli,
+    weight_precisions,
 )
 from tiny_models import MOE_TEXT_CONFIG
 from transformers import AutoTokenizer
 
 import optimum_qwen35
 from optimum_qwen35.exporters.config import Qwen35TextOpenVINOConfig
+from optimum_qwen35.exporters.weight_dtypes import exact_16bit_tensor
 from optimum_qwen35.runtime import OVQwen35ForCausalLM
 
 # A 32-token prefill, 5 decode steps, then a 6-token chunk (chat turn 2).
@@ -38,6 +40,29 @@ def moe_cli_export(moe_composite_checkpoint, tmp_path_factory):
     result = run_optimum_cli("export", "openvino", "--model", str(moe_composite_checkpoint), str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def moe_text_export(moe_text_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("moe") / "text"
+    main_export(str(moe_text_checkpoint), out, convert_tokenizer=False)
+    return out
+
+
+def _moe_weight_types(export_dir) -> dict[str, list[str]]:
+    """The weight constant types of the experts' MatMuls and of the routers, one entry per MatMul."""
+    types = {"experts": [], "router": []}
+    for name, (dtype, _) in weight_precisions(export_dir).items():
+        kind = "experts" if ".mlp.experts/" in name else "router" if ".mlp.gate/" in name else None
+        if kind:
+            types[kind].append(dtype)
+    return types
+
+
+def _gather_matmuls(compiled: ov.CompiledModel) -> list[str]:
+    kinds = [op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ops()]
+    assert "Tile" not in kinds, "the dense all-experts form was not fused"
+    return [kind for kind in kinds if kind == "GatherMatmul"]
 
 
 def _assert_parity(checkpoint, compiled: ov.CompiledModel, seed: int) -> np.ndarray:
@@ -61,7 +86,8 @@ def test_moe_text_tasks_use_the_plugin(model_type):
 
 @pytest.mark.parametrize(
     ("kind", "entry_point"),
-    [("text", "main_export"), ("composite", "main_export"), ("text", "optimum-cli")],  # composite CLI: below
+    # text main_export: moe_text_export, below; composite CLI: moe_cli_export, below
+    [("composite", "main_export"), ("text", "optimum-cli")],
 )
 def test_moe_export_matches_hf(kind, entry_point, request, tmp_path):
     checkpoint = request.getfixturevalue(f"moe_{kind}_checkpoint")
@@ -86,6 +112,42 @@ def test_cpu_fuses_experts_into_gather_matmul(moe_cli_export):
     assert kinds.count("GatherMatmul") == 3 * MOE_TEXT_CONFIG["num_hidden_layers"]
     assert "Tile" not in kinds, "the dense all-experts form was not fused"
     assert "GatedDeltaNet" in kinds
+
+
+@pytest.mark.parametrize("kind", ["text", "composite"])
+def test_bf16_checkpoint_keeps_bf16_moe_weights(kind, request):
+    # The 16-bit tracing helper hands the 3-D expert weights over as f32 copies; the export gives
+    # them back the checkpoint's bf16 (half the IR) without losing a value. The router stays f32:
+    # in bf16 it crashes the CPU plugin on AVX2-only CPUs (weight_dtypes.py).
+    checkpoint = request.getfixturevalue(f"moe_{kind}_checkpoint")
+    export = request.getfixturevalue("moe_text_export" if kind == "text" else "moe_cli_export")
+    layers = MOE_TEXT_CONFIG["num_hidden_layers"]
+    assert _moe_weight_types(export) == {"experts": ["bf16"] * 3 * layers, "router": ["f32"] * layers}
+    compiled = compile_ir(export)
+    assert len(_gather_matmuls(compiled)) == 3 * layers
+    _assert_parity(checkpoint, compiled, seed=4)
+
+
+@pytest.mark.parametrize(("weight_format", "dtype"), [("fp16", "f16"), ("fp32", "f32")])
+def test_weight_format_sets_the_moe_weight_type(moe_text_checkpoint, weight_format, dtype, tmp_path):
+    out = optimum_qwen35.export(
+        moe_text_checkpoint, tmp_path / "ov", weight_format=weight_format, convert_tokenizer=False
+    )
+    layers = MOE_TEXT_CONFIG["num_hidden_layers"]
+    # fp16: optimum-intel's save_model(compress_to_fp16) makes every other f32 weight f16 as well.
+    assert _moe_weight_types(out) == {"experts": [dtype] * 3 * layers, "router": [dtype] * layers}
+    assert len(_gather_matmuls(compile_ir(out))) == 3 * layers
+
+
+def test_only_exact_values_become_16_bit():
+    exact = np.array([[1.0, -0.5], [3.140625, 2.0**-20]], dtype=np.float32)  # all representable in bf16
+    assert (
+        exact_16bit_tensor(exact, ov.Type.bf16).data.view(np.uint16).tolist() == (exact.view(np.uint32) >> 16).tolist()
+    )
+    assert exact_16bit_tensor(exact + np.float32(1e-3), ov.Type.bf16) is None
+    assert exact_16bit_tensor(np.array([[0.1]], np.float32), ov.Type.f16) is None
+    half = np.array([[0.1, 65504.0]], np.float16)
+    assert exact_16bit_tensor(half.astype(np.float32), ov.Type.f16).data.view(np.float16).tolist() == half.tolist()
 
 
 def test_export_restores_the_transformers_experts(moe_text_checkpoint):
@@ -115,6 +177,7 @@ def test_from_pretrained_export_and_beam_search_match_hf(kind, request):
 
 def test_trained_moe_reference_with_llm_pipeline(moe_reference_checkpoint, tmp_path):
     out = optimum_qwen35.export(moe_reference_checkpoint, tmp_path / "ov")
+    assert set(_moe_weight_types(out)["experts"]) == {"bf16"}  # and the trained model runs with them
     hf = _assert_parity(moe_reference_checkpoint, compile_ir(out), seed=2)
     assert hf.shape[-1] == 4096
     tokenizer = AutoTokenizer.from_pretrained(moe_reference_checkpoint)

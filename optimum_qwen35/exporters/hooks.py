@@ -12,7 +12,8 @@ need changing for Qwen3.5 while every other model must stay untouched:
   progress bar. optimum re-exports ``main_export`` (``from optimum.exporters.openvino import
   main_export``, which ``OVModelForCausalLM.from_pretrained(export=True)`` calls), so every
   module-level binding of the original is rebound to the hook.
-* ``patch_stateful``: our stateful step (dtype normalisation first) for our IRs.
+* ``patch_stateful``: for our IRs, the MoE weights back to 16-bit (``weight_dtypes.py``), then our
+  stateful step (dtype normalisation first).
 * ``add_hidden_states_rt_info``: the per-layer hidden-state locators of our IRs (``hidden_states.py``);
   optimum-intel's name-based search cannot find them in the static decoder's graph.
 * ``--task image-text-to-text`` stays optimum-intel's VLM export: its language-model part is
@@ -56,6 +57,7 @@ from .page_release import released_file_pages
 from .progress import advance, export_progress
 from .stateful import make_hybrid_stateful
 from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
+from .weight_dtypes import restore_16bit_moe_weights
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +217,7 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
             ours = config.get_text_config().model_type in model_types or config.model_type in model_types
             if ours and not in_upstream_export():
                 advance("stateful")
+                restore_16bit_moe_weights(ov_model)
                 return make_hybrid_stateful(ov_model)
             return original(config, ov_model)
 
