@@ -218,8 +218,9 @@ def _text_config(path: Path) -> dict:
     return config.get("text_config") or config
 
 
-def _int8_label(row: Row) -> str:
-    return "+".join(GROUP_NAMES[p] for p in row.int8) + (", vocab INT4" if row.vocabulary == "int4" else "")
+def _int8_label(row: Row, moe: bool) -> str:
+    groups = [p for p in row.int8 if moe or p not in (ROUTERS, SHARED_EXPERT)]  # as compress() drops them
+    return "+".join(GROUP_NAMES[p] for p in groups) + (", vocab INT4" if row.vocabulary == "int4" else "")
 
 
 def _print_table(rows: list[dict], reference: dict) -> None:
@@ -307,7 +308,7 @@ def main() -> int:
         _save(compress(fp32_ir, row), fp32_ir, folder)
         scores = score_ir(folder, windows, desc=name)
         difference = paired_bootstrap(scores.window_nll, reference.window_nll, window_tokens)
-        result = {"row": name, "int8_kept": _int8_label(row), **asdict(row)}
+        result = {"row": name, "int8_kept": _int8_label(row, bool(text_config.get("num_experts"))), **asdict(row)}
         result |= {"perplexity": scores.perplexity, **asdict(difference), "top1": scores.agreement(reference)}
         result |= {"size_mb": ir_size_mb(folder), "size_0_8b_mb": estimated_bytes(row, shape_0_8b) / 1e6}
         if not text_config.get("num_experts"):  # the estimate's own check: this checkpoint's shape
