@@ -314,6 +314,7 @@ def main() -> int:
         if not text_config.get("num_experts"):  # the estimate's own check: this checkpoint's shape
             result["size_estimate_mb"] = estimated_bytes(row, text_config) / 1e6
         result["seconds"] = round(time.perf_counter() - started, 1)
+        result["window_nll"] = scores.window_nll.tolist()  # [W]: rows can be compared with each other, paired
         rows.append(result)
         print(f"{name}: {result['delta_pct']:+.3f} % in {result['seconds']:.0f} s", flush=True)
         if args.json:  # after every row, so a stopped run keeps what it measured
@@ -338,6 +339,7 @@ def _write_json(args, checkpoint, ids, indices, reference, rows) -> None:
         "grid_windows": len(ids) // args.window_length,
     }
     result |= {"bootstrap": {"resamples": RESAMPLES, "seed": SEED}, "hf_fp32_perplexity": reference.perplexity}
+    result |= {"hf_fp32_window_nll": reference.window_nll.tolist()}
     result |= {"size_0_8b": f"estimated_bytes() on {SHAPE_0_8B.relative_to(Path(__file__).parents[1])}"}
     Path(args.json).write_text(json.dumps(result | {"results": rows}, indent=2))
 
