@@ -1,72 +1,348 @@
-"""Which Qwen3.5 weights are sensitive to INT4? Perplexity of policy variants on one IR.
+"""Which Qwen3.5 weights can take INT4? The compression policy's dimensions, measured on the whole held-out file.
 
-Compresses an uncompressed plugin IR (exported with ``--weight-format fp32``) several ways with
-NNCF directly — INT4 everywhere except the projections named in each row, which get INT8 — and
-prints perplexity vs HF float32 over the same windows as ``optimum-qwen35 eval``. Used to choose
-the default policy in ``optimum_qwen35/compression/policy.py`` (see docs/compression.md).
+Each row of :data:`ROWS` compresses one uncompressed plugin IR the way the plugin's own
+``--weight-format int4`` does (``optimum_qwen35/compression/hooks.py``): the vocabulary table
+(embedding, ``lm_head``) INT8 in row chunks (``embedding.py``), then NNCF's INT4 pass with the INT8
+set in the ignored scope and ``all_layers`` (the tables are done), then the INT8 pass of
+``mixed_precision.py`` for that set — with the row's group size, symmetry, INT8 set and
+vocabulary precision instead of the policy's. Every row is scored like ``optimum-qwen35 eval``:
+the same consecutive windows (the whole file unless ``--max-windows``), OpenVINO f32 inference,
+the cached HF float32 scores and the paired bootstrap interval. ``0.8B MB`` is the size the row's
+IR would have on the Qwen3.5-0.8B shape, computed from the per-weight precisions (see
+:func:`estimated_bytes`; the plugin's ``--weight-format int4`` gives 649 MB there).
 
-    python benchmarks/compression_sweep.py CHECKPOINT FP32_IR_DIR --text heldout.txt [--max-windows 24]
+    python benchmarks/compression_sweep.py CHECKPOINT --text heldout.txt \\
+        [--rows policy-g128,policy-g64] [--max-windows 24] [--json sweep.json] [--work-dir DIR] \\
+        [--check-policy 8]
+
+``--check-policy N`` also exports ``--weight-format int4`` with the plugin (what
+``optimum-qwen35 eval --variants int4`` scores) and compares it with row ``policy-g128`` on N
+windows: both must give the same perplexity.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nncf
+import numpy as np
 import openvino as ov
+from optimum.intel.openvino.configuration import OVWeightQuantizationConfig
 from transformers import AutoTokenizer
 
+import optimum_qwen35
+from optimum_qwen35.compression.embedding import compress_vocabulary_tables
+from optimum_qwen35.compression.hooks import with_all_layers
 from optimum_qwen35.compression.mixed_precision import compress_int8
-from optimum_qwen35.compression.policy import LINEAR_ATTENTION_PROJECTIONS
-from optimum_qwen35.evaluation.perplexity import ir_size_mb, score_hf, score_ir, select_windows, windows_at
+from optimum_qwen35.compression.policy import (
+    LINEAR_ATTENTION_PROJECTIONS,
+    MLP_DOWN_PROJECTIONS,
+    MOE_ROUTERS,
+    NEVER_COMPRESSED_TYPES,
+)
+from optimum_qwen35.evaluation.bootstrap import RESAMPLES, SEED, paired_bootstrap
+from optimum_qwen35.evaluation.cache import cached_score_hf, default_cache_dir
+from optimum_qwen35.evaluation.perplexity import ir_size_mb, score_ir, select_windows, windows_at
+from optimum_qwen35.evaluation.variants import export_variant
 
-#: row name → extra INT8 patterns (on top of nothing); INT4 asym elsewhere.
-ROWS = {
-    "all INT4 (NNCF default)": [],
-    "linear_attn INT8 (policy)": [LINEAR_ATTENTION_PROJECTIONS],
-    "+ self_attn INT8": [LINEAR_ATTENTION_PROJECTIONS, r".*\.self_attn\..*"],
-    "+ mlp.down_proj INT8": [LINEAR_ATTENTION_PROJECTIONS, r".*\.mlp\.down_proj/.*"],
-    "+ mlp.gate/up INT8": [LINEAR_ATTENTION_PROJECTIONS, r".*\.mlp\.(?:gate|up)_proj/.*"],
+# Weight groups, as regexes over the IR's weight-op names (``__module.model.layers.3.self_attn.q_proj/...``).
+GDN = LINEAR_ATTENTION_PROJECTIONS  # Gated DeltaNet in_proj_qkv/z/a/b, out_proj: INT8 in every row
+DOWN = MLP_DOWN_PROJECTIONS  # mlp.down_proj (MoE: the shared expert's)
+ROUTERS = MOE_ROUTERS  # MoE mlp.gate, mlp.shared_expert_gate
+ATTENTION = r".*\.self_attn\.[qkvo]_proj/.*"
+SHARED_EXPERT = r".*\.mlp\.shared_expert\.(?:gate|up|down)_proj/.*"
+GATE_UP = r".*\.mlp\.(?:shared_expert\.)?(?:gate|up)_proj/.*"
+POLICY = (GDN, DOWN, ROUTERS)  # policy.int8_patterns_for (routers only where they exist)
+GROUP_NAMES = {GDN: "gdn", DOWN: "down", ROUTERS: "routers", ATTENTION: "attn", SHARED_EXPERT: "shared"}
+GROUP_NAMES[GATE_UP] = "gate/up"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One way to compress: everything INT4 except the ``int8`` groups (INT8 asym per channel)."""
+
+    int8: tuple[str, ...] = POLICY
+    group_size: int = 128
+    sym: bool = False
+    vocabulary: str = "int8"  # embedding/lm_head: "int8" (per row, as the policy) or "int4" (row's INT4)
+
+
+# fmt: off
+ROWS: dict[str, Row] = {
+    # The default policy (optimum-cli --weight-format int4), then its INT4 group size and symmetry.
+    "policy-g128":       Row(),
+    "policy-g64":        Row(group_size=64),
+    "policy-g32":        Row(group_size=32),
+    "policy-g128-sym":   Row(sym=True),
+    "policy-g64-sym":    Row(group_size=64, sym=True),
+    "policy-g32-sym":    Row(group_size=32, sym=True),
+    # Which groups stay INT8 (Gated DeltaNet always does).
+    "attn8-g128":        Row(int8=(*POLICY, ATTENTION)),
+    "attn8-g64":         Row(int8=(*POLICY, ATTENTION), group_size=64),
+    "attn8-g32":         Row(int8=(*POLICY, ATTENTION), group_size=32),
+    "down4-g128":        Row(int8=(GDN, ROUTERS)),
+    "down4-g64":         Row(int8=(GDN, ROUTERS), group_size=64),
+    "down4-g32":         Row(int8=(GDN, ROUTERS), group_size=32),
+    "gateup8-g128":      Row(int8=(*POLICY, GATE_UP)),
+    # The vocabulary table (tied embedding/lm_head) in the row's INT4 instead of INT8.
+    "vocab4-g128":       Row(vocabulary="int4"),
+    "vocab4-g64":        Row(group_size=64, vocabulary="int4"),
+    "vocab4-g32":        Row(group_size=32, vocabulary="int4"),
+    # MoE only: routers in INT4, or the whole shared expert in INT8.
+    "routers4-g128":     Row(int8=(GDN, DOWN)),
+    "shared8-g128":      Row(int8=(*POLICY, SHARED_EXPERT)),
 }
+# fmt: on
+
+#: The Qwen3.5-0.8B text config (a copy of the hub's), for the size column.
+SHAPE_0_8B = Path(__file__).parents[1] / "tests" / "data" / "hub-configs" / "Qwen3.5-0.8B" / "config.json"
+_WEIGHTED_OPS = {"MatMul", "Gather"}
 
 
-def main() -> None:
+def compress(fp32_ir: Path, row: Row) -> ov.Model:
+    """The plugin IR at ``fp32_ir`` compressed as ``row`` says, the same steps as the plugin's hook."""
+    model = ov.Core().read_model(fp32_ir / "openvino_model.xml")
+    names = [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() in _WEIGHTED_OPS]
+    # NNCF refuses ignored-scope patterns that match nothing (the plugin adds routers only to MoE).
+    patterns = [p for p in row.int8 if any(re.match(p, name) for name in names)]
+    config = {
+        "bits": 4,
+        "sym": row.sym,
+        "group_size": row.group_size,
+        "ratio": 1.0,
+        "all_layers": None,
+        "ignored_scope": {"patterns": patterns, "types": list(NEVER_COMPRESSED_TYPES)},
+    }
+    if row.vocabulary == "int8":
+        compress_vocabulary_tables(model, nncf.CompressWeightsMode.INT8_ASYM)
+        config = with_all_layers(config)
+    else:  # NNCF compresses the tables with the INT4 mode only under all_layers
+        config["all_layers"] = True
+    arguments = OVWeightQuantizationConfig.from_dict(config).to_nncf_dict()
+    arguments.pop("weight_only", None)
+    model = nncf.compress_weights(model, dataset=None, **arguments)
+    return compress_int8(model, patterns)
+
+
+# --- The IR size on the 0.8B shape --------------------------------------------------------------
+
+
+def _layer_types(text_config: dict) -> list[str]:
+    interval = text_config.get("full_attention_interval", 4)
+    return text_config.get("layer_types") or [
+        "full_attention" if (i + 1) % interval == 0 else "linear_attention"
+        for i in range(text_config["num_hidden_layers"])
+    ]
+
+
+def weight_matrices(text_config: dict) -> list[tuple[str, int, int]]:
+    """``(IR op name, rows, input channels)`` of every weight NNCF compresses, for a dense text config."""
+    hidden, types = text_config["hidden_size"], _layer_types(text_config)
+    heads, kv_heads, head_dim = (text_config[k] for k in ("num_attention_heads", "num_key_value_heads", "head_dim"))
+    k_heads, v_heads = text_config["linear_num_key_heads"], text_config["linear_num_value_heads"]
+    k_dim, v_dim = text_config["linear_key_head_dim"], text_config["linear_value_head_dim"]
+    gate = 2 if text_config.get("attn_output_gate", True) else 1  # q_proj also gives the output gate
+    matrices = [("__module.model.embed_tokens/aten::embedding/Gather", text_config["vocab_size"], hidden)]
+    for i, kind in enumerate(types):
+        if kind == "linear_attention":
+            module = {
+                "linear_attn.in_proj_qkv": (2 * k_heads * k_dim + v_heads * v_dim, hidden),
+                "linear_attn.in_proj_z": (v_heads * v_dim, hidden),
+                "linear_attn.in_proj_a": (v_heads, hidden),
+                "linear_attn.in_proj_b": (v_heads, hidden),
+                "linear_attn.out_proj": (hidden, v_heads * v_dim),
+            }
+        else:
+            module = {
+                "self_attn.q_proj": (gate * heads * head_dim, hidden),
+                "self_attn.k_proj": (kv_heads * head_dim, hidden),
+                "self_attn.v_proj": (kv_heads * head_dim, hidden),
+                "self_attn.o_proj": (hidden, heads * head_dim),
+            }
+        intermediate = text_config["intermediate_size"]
+        module |= {"mlp.gate_proj": (intermediate, hidden), "mlp.up_proj": (intermediate, hidden)}
+        module["mlp.down_proj"] = (hidden, intermediate)
+        matrices += [
+            (f"__module.model.layers.{i}.{name}/aten::linear/MatMul", *shape) for name, shape in module.items()
+        ]
+    if not text_config.get("tie_word_embeddings", True):
+        matrices.append(("lm_head/aten::linear/MatMul", text_config["vocab_size"], hidden))
+    return matrices
+
+
+def other_elements(text_config: dict) -> int:
+    """Elements of the float constants no row compresses: depthwise conv1d, norms, ``A_log``, ``dt_bias``."""
+    hidden, types = text_config["hidden_size"], _layer_types(text_config)
+    layers, linear = len(types), types.count("linear_attention")
+    k_heads, v_heads = text_config["linear_num_key_heads"], text_config["linear_num_value_heads"]
+    k_dim, v_dim = text_config["linear_key_head_dim"], text_config["linear_value_head_dim"]
+    conv = (2 * k_heads * k_dim + v_heads * v_dim) * text_config["linear_conv_kernel_dim"]
+    per_linear = conv + v_dim + 2 * v_heads  # conv1d, gated norm, A_log, dt_bias
+    per_full = 2 * text_config["head_dim"]  # q_norm, k_norm
+    return layers * 2 * hidden + hidden + linear * per_linear + (layers - linear) * per_full
+
+
+def matrix_bytes(rows: int, channels: int, int4: bool, group_size: int, sym: bool) -> float:
+    """Bytes NNCF stores for one weight: INT8 asym per row (u8 weight, u8 zero point, f16 scale),
+    or INT4 per group of ``group_size`` input channels (u4/i4 weight, f16 scale, u4 zero point if asym)."""
+    if not int4:
+        return rows * channels + rows * (1 + 2)
+    groups = rows * channels // group_size
+    return rows * channels / 2 + groups * 2 + (0 if sym else groups / 2)
+
+
+def estimated_bytes(row: Row, text_config: dict) -> float:
+    """Size of the ``.bin`` of ``row`` applied to a checkpoint of ``text_config`` (dense), without reading weights.
+
+    Counts every weight the way NNCF stores it (:func:`matrix_bytes`), plus the uncompressed float
+    constants, which the plugin's compressed IRs keep in f32 even from a bf16 checkpoint. Shape
+    constants, rotary frequencies and the like (under 1 kB on the references) are left out: on
+    the dense reference the estimate is within 0.01 % of each row's measured ``.bin``.
+    """
+    total = other_elements(text_config) * 4
+    for name, rows, channels in weight_matrices(text_config):
+        vocabulary = "embed_tokens" in name or name.startswith("lm_head")
+        int4 = row.vocabulary == "int4" if vocabulary else not any(re.match(p, name) for p in row.int8)
+        total += matrix_bytes(rows, channels, int4, row.group_size, row.sym)
+    return total
+
+
+def _text_config(path: Path) -> dict:
+    config = json.loads(path.read_text())
+    return config.get("text_config") or config
+
+
+def _int8_label(row: Row, moe: bool) -> str:
+    groups = [p for p in row.int8 if moe or p not in (ROUTERS, SHARED_EXPERT)]  # as compress() drops them
+    return "+".join(GROUP_NAMES[p] for p in groups) + (", vocab INT4" if row.vocabulary == "int4" else "")
+
+
+def _print_table(rows: list[dict], reference: dict) -> None:
+    print(
+        f"\n{'row':<16}{'INT8 kept':<24}{'group':>6}{'sym':>4}{'perplexity':>12}  {'vs HF fp32 [95 % interval]':<30}"
+        f"{'top-1':>7}{'IR MB':>8}{'0.8B MB':>9}{'<=649':>6}"
+    )
+    print(f"{'hf-fp32':<16}{'':<24}{'':>6}{'':>4}{reference['perplexity']:12.4f}  (reference)")
+    for r in rows:
+        change = f"{r['delta_pct']:+.3f} % [{r['ci95_low_pct']:+.3f}, {r['ci95_high_pct']:+.3f}]"
+        fits = "yes" if r["size_0_8b_mb"] <= 649.5 else "no"
+        sym = "y" if r["sym"] else "n"
+        print(
+            f"{r['row']:<16}{r['int8_kept']:<24}{r['group_size']:>6}{sym:>4}{r['perplexity']:12.4f}  {change:<30}"
+            f"{r['top1']:7.4f}{r['size_mb']:8.2f}{r['size_0_8b_mb']:9.1f}{fits:>6}"
+        )
+    errors = [abs(r["size_estimate_mb"] / r["size_mb"] - 1) for r in rows if "size_estimate_mb" in r]
+    if errors:  # the 0.8B column's formula, applied to this checkpoint's own shape
+        print("0.8B MB: estimated from the precisions (dense 0.8B shape); on this checkpoint's shape the same")
+        print(f"estimate is within {100 * max(errors):.3f} % of every row's measured IR MB")
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("ir_dir", help="uncompressed IR of the checkpoint (optimum-cli --weight-format fp32)")
-    parser.add_argument("--text", required=True)
-    parser.add_argument("--max-windows", type=int, default=24, help="as optimum-qwen35 eval --max-windows")
-    parser.add_argument("--group-sizes", default="64,128")
+    parser.add_argument("checkpoint", help="Qwen3.5 checkpoint folder (with its tokenizer)")
+    parser.add_argument("--text", required=True, help="UTF-8 held-out text")
+    parser.add_argument(
+        "--rows", default=",".join(ROWS), help=f"comma-separated row names (default: all): {', '.join(ROWS)}"
+    )
+    parser.add_argument(
+        "--max-windows", type=int, help="as optimum-qwen35 eval --max-windows (default: the whole file)"
+    )
+    parser.add_argument("--window-length", type=int, default=512)
+    parser.add_argument("--work-dir", help="keep the fp32 IR and each row's IR here (default: a folder in /tmp)")
+    parser.add_argument("--cache-dir", help="HF float32 score cache (default: optimum-qwen35 eval's)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--check-policy", type=int, metavar="N", help="compare policy-g128 with the plugin's int4 on N windows"
+    )
     args = parser.parse_args()
+    names = args.rows.split(",")
+    unknown = [name for name in names if name not in ROWS]
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
 
-    ids = AutoTokenizer.from_pretrained(args.checkpoint)(Path(args.text).read_text(), return_tensors="np")
+    checkpoint = Path(args.checkpoint)
+    work = Path(args.work_dir or f"/tmp/compression-sweep-{checkpoint.name}")
+    fp32_ir = work / "fp32"
+    if not (fp32_ir / "openvino_model.xml").is_file():
+        print(f"exporting the fp32 IR to {fp32_ir} ...", flush=True)
+        optimum_qwen35.export(checkpoint, fp32_ir, weight_format="fp32", convert_tokenizer=False, overwrite=True)
+
+    ids = AutoTokenizer.from_pretrained(checkpoint)(Path(args.text).read_text(encoding="utf-8"), return_tensors="np")
     ids = ids["input_ids"][0]
-    windows = windows_at(ids, select_windows(len(ids), 512, args.max_windows), 512)
-    reference = score_hf(args.checkpoint, windows)
-    print(f"HF fp32 perplexity {reference.perplexity:.4f} over {len(windows)} x 512 tokens")
-    print(f"{'INT8 kept for':<30}{'group':>6}{'sym':>5}{'ppl':>10}{'vs HF':>9}{'top-1':>8}{'MB':>7}")
-    for group_size in map(int, args.group_sizes.split(",")):
-        for sym in (False, True):
-            for row, patterns in ROWS.items():
-                model = ov.Core().read_model(Path(args.ir_dir) / "openvino_model.xml")
-                mode = nncf.CompressWeightsMode.INT4_SYM if sym else nncf.CompressWeightsMode.INT4_ASYM
-                scope = nncf.IgnoredScope(patterns=patterns, types=["GroupConvolution"], validate=False)
-                model = nncf.compress_weights(model, mode=mode, group_size=group_size, ignored_scope=scope)
-                compress_int8(model, patterns)
-                with tempfile.TemporaryDirectory() as folder:
-                    shutil.copy(Path(args.ir_dir) / "config.json", folder)
-                    ov.save_model(model, Path(folder) / "openvino_model.xml", compress_to_fp16=False)
-                    scores, size = score_ir(folder, windows), ir_size_mb(folder)
-                delta = 100 * (scores.perplexity / reference.perplexity - 1)
-                print(
-                    f"{row:<30}{group_size:>6}{'y' if sym else 'n':>5}{scores.perplexity:10.4f}{delta:+8.2f}%"
-                    f"{scores.agreement(reference):8.4f}{size:7.2f}",
-                    flush=True,
-                )
+    length = args.window_length
+    indices = select_windows(len(ids), length, args.max_windows)
+    windows = windows_at(ids, indices, length)
+    print(f"{len(indices)} of {len(ids) // length} consecutive windows x {length} tokens from {args.text}", flush=True)
+    reference, computed = cached_score_hf(checkpoint, ids, indices, length, Path(args.cache_dir or default_cache_dir()))
+    print(f"HF float32 perplexity {reference.perplexity:.4f} ({len(indices) - computed} windows from the cache)")
+    window_tokens = np.full(len(indices), length - 1)
+    shape_0_8b, text_config = _text_config(SHAPE_0_8B), _text_config(checkpoint / "config.json")
+
+    if args.check_policy:
+        few = windows[np.rint(np.linspace(0, len(windows) - 1, args.check_policy)).astype(int)]
+        plugin_ir = export_variant(checkpoint, "int4", work / "plugin-int4", "builtin")
+        ours = work / "policy-g128"
+        _save(compress(fp32_ir, ROWS["policy-g128"]), fp32_ir, ours)
+        plugin, sweep = score_ir(plugin_ir, few, desc="plugin int4"), score_ir(ours, few, desc="policy-g128")
+        relative, largest = sweep.perplexity / plugin.perplexity - 1, np.abs(sweep.nll - plugin.nll).max()
+        print(
+            f"check: plugin --weight-format int4 {plugin.perplexity:.6f} ({ir_size_mb(plugin_ir):.3f} MB), "
+            f"sweep policy-g128 {sweep.perplexity:.6f} ({ir_size_mb(ours):.3f} MB) on {len(few)} windows: "
+            f"relative difference {relative:+.2e}, max |per-token NLL difference| {largest:.1e}",
+            flush=True,
+        )
+        if abs(relative) > 1e-4:
+            print("check FAILED: the sweep does not reproduce the plugin's policy", file=sys.stderr)
+            return 1
+
+    rows = []
+    for name in names:
+        row, folder = ROWS[name], work / name
+        started = time.perf_counter()
+        _save(compress(fp32_ir, row), fp32_ir, folder)
+        scores = score_ir(folder, windows, desc=name)
+        difference = paired_bootstrap(scores.window_nll, reference.window_nll, window_tokens)
+        result = {"row": name, "int8_kept": _int8_label(row, bool(text_config.get("num_experts"))), **asdict(row)}
+        result |= {"perplexity": scores.perplexity, **asdict(difference), "top1": scores.agreement(reference)}
+        result |= {"size_mb": ir_size_mb(folder), "size_0_8b_mb": estimated_bytes(row, shape_0_8b) / 1e6}
+        if not text_config.get("num_experts"):  # the estimate's own check: this checkpoint's shape
+            result["size_estimate_mb"] = estimated_bytes(row, text_config) / 1e6
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        result["window_nll"] = scores.window_nll.tolist()  # [W]: rows can be compared with each other, paired
+        rows.append(result)
+        print(f"{name}: {result['delta_pct']:+.3f} % in {result['seconds']:.0f} s", flush=True)
+        if args.json:  # after every row, so a stopped run keeps what it measured
+            _write_json(args, checkpoint, ids, indices, reference, rows)
+    _print_table(rows, {"perplexity": reference.perplexity})
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _save(model: ov.Model, fp32_ir: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_bytes((fp32_ir / "config.json").read_bytes())
+    ov.save_model(model, folder / "openvino_model.xml", compress_to_fp16=False)
+
+
+def _write_json(args, checkpoint, ids, indices, reference, rows) -> None:
+    result = {"checkpoint": str(checkpoint), "text": str(args.text), "tokens": len(ids)}
+    result |= {
+        "window_length": args.window_length,
+        "windows": len(indices),
+        "grid_windows": len(ids) // args.window_length,
+    }
+    result |= {"bootstrap": {"resamples": RESAMPLES, "seed": SEED}, "hf_fp32_perplexity": reference.perplexity}
+    result |= {"hf_fp32_window_nll": reference.window_nll.tolist()}
+    result |= {"size_0_8b": f"estimated_bytes() on {SHAPE_0_8B.relative_to(Path(__file__).parents[1])}"}
+    Path(args.json).write_text(json.dumps(result | {"results": rows}, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,7 +16,7 @@ from optimum_qwen35.cli import main
 from optimum_qwen35.evaluation import cache
 from optimum_qwen35.evaluation.bootstrap import paired_bootstrap
 from optimum_qwen35.evaluation.cache import checkpoint_fingerprint, default_cache_dir
-from optimum_qwen35.evaluation.perplexity import score_hf, score_ir, select_windows, windows_at
+from optimum_qwen35.evaluation.perplexity import _score, score_hf, score_ir, select_windows, windows_at
 
 SAMPLE_TEXT = Path(__file__).parent / "data" / "heldout_python_sample.txt"  # a slice of the held-out eval text
 
@@ -97,6 +97,30 @@ def test_ir_perplexity_matches_hf_float32(reference_checkpoint, reference_export
     assert abs(ov.perplexity / hf.perplexity - 1) < 0.005
     assert ov.agreement(hf) > 0.99
     np.testing.assert_allclose(ov.nll, hf.nll, atol=2e-3)
+
+
+def test_batched_scoring_equals_one_window_at_a_time(reference_checkpoint, reference_export):
+    ids = AutoTokenizer.from_pretrained(reference_checkpoint)(SAMPLE_TEXT.read_text(), return_tensors="np")
+    windows = windows_at(ids["input_ids"][0], select_windows(len(ids["input_ids"][0]), 128, max_windows=5), 128)
+    alone = score_ir(reference_export, windows, batch_size=1, streams=1)
+    # Batches of 2 (the last one short) on two requests at once: each window still starts empty.
+    batched = score_ir(reference_export, windows, batch_size=2, streams=2)
+    np.testing.assert_allclose(batched.nll, alone.nll, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(batched.argmax, alone.argmax)
+    assert len({round(float(row.sum()), 3) for row in alone.nll}) == 5, "five different windows, in order"
+
+
+def test_scores_are_the_negated_full_log_softmax_bit_for_bit():
+    """The HF cache holds scores computed with the full log-softmax: they must stay the same values."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 4, size=(64, 300)).astype(np.float32)
+    window = rng.integers(0, 300, size=64)
+    wide = logits[:-1].astype(np.float64)
+    shifted = wide - wide.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    nll, argmax = _score(logits, window)
+    np.testing.assert_array_equal(nll, -log_probs[np.arange(63), window[1:]])
+    np.testing.assert_array_equal(argmax, wide.argmax(axis=-1))
 
 
 def _eval_argv(checkpoint: Path, export: Path, *extra: str, text: Path = SAMPLE_TEXT) -> list[str]:
