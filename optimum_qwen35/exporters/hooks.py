@@ -167,11 +167,10 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
     def is_ours(model_name_or_path: Any, **hub_kwargs) -> bool:
         return qwen35_checkpoint_config(model_name_or_path, model_types, **hub_kwargs) is not None
 
-    def with_loading_dtype(model_name_or_path: Any, kwargs: dict) -> dict:
+    def with_loading_dtype(model_name_or_path: Any, config: dict, kwargs: dict) -> dict:
         """``kwargs`` of main_export with the checkpoint's dtype to load in, unless the caller chose one."""
         loading = dict(kwargs.get("model_loading_kwargs") or {})
         if loading.get("torch_dtype") is None:
-            config = qwen35_checkpoint_config(model_name_or_path, model_types, **kwargs) or {}
             dtype = loading_dtype(model_name_or_path, config, kwargs.get("ov_config"))
             if dtype is not None:
                 loading["torch_dtype"] = dtype
@@ -194,13 +193,15 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
     def make_main_export(original):
         def main_export(model_name_or_path, output, task="auto", *args, **kwargs):
             # Inside upstream_export (optimum-cli's VLM run) optimum-intel's own export is running.
-            if in_upstream_export() or not is_ours(model_name_or_path, **kwargs):
+            ours = not in_upstream_export()
+            config = qwen35_checkpoint_config(model_name_or_path, model_types, **kwargs) if ours else None
+            if config is None:
                 return original(model_name_or_path, output, task, *args, **kwargs)
             if TasksManager.map_from_synonym(task) == "image-text-to-text":
                 with upstream_export(upstream_configs):
                     return original(model_name_or_path, output, task, *args, **kwargs)
             check_before_export(model_name_or_path)
-            kwargs = with_loading_dtype(model_name_or_path, kwargs)
+            kwargs = with_loading_dtype(model_name_or_path, config, kwargs)
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),
