@@ -58,9 +58,12 @@ ROUTERS = MOE_ROUTERS  # MoE mlp.gate, mlp.shared_expert_gate
 ATTENTION = r".*\.self_attn\.[qkvo]_proj/.*"
 SHARED_EXPERT = r".*\.mlp\.shared_expert\.(?:gate|up|down)_proj/.*"
 GATE_UP = r".*\.mlp\.(?:shared_expert\.)?(?:gate|up)_proj/.*"
+#: down_proj of the first and the last decoder layer only; ``{last}`` is the last layer's index.
+DOWN_ENDS = r".*\.layers\.(?:0|{last})\.mlp\.(?:shared_expert\.)?down_proj/.*"
 POLICY = (GDN, DOWN, ROUTERS)  # policy.int8_patterns_for (routers only where they exist)
 GROUP_NAMES = {GDN: "gdn", DOWN: "down", ROUTERS: "routers", ATTENTION: "attn", SHARED_EXPERT: "shared"}
 GROUP_NAMES[GATE_UP] = "gate/up"
+GROUP_NAMES[DOWN_ENDS] = "down@ends"
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,13 @@ ROWS: dict[str, Row] = {
     "down4-g64":         Row(int8=(GDN, ROUTERS), group_size=64),
     "down4-g32":         Row(int8=(GDN, ROUTERS), group_size=32),
     "gateup8-g128":      Row(int8=(*POLICY, GATE_UP)),
+    # Attention's INT8 bytes paid for with down_proj's or the vocabulary table's INT4.
+    "attn8-down4-g64":   Row(int8=(GDN, ROUTERS, ATTENTION), group_size=64),
+    "attn8-down4-g32":   Row(int8=(GDN, ROUTERS, ATTENTION), group_size=32),
+    "attn8-ends8-g64":   Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=64),
+    "attn8-ends8-g32":   Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=32),
+    "attn8-vocab4-g64":  Row(int8=(*POLICY, ATTENTION), group_size=64, vocabulary="int4"),
+    "attn8-vocab4-g32":  Row(int8=(*POLICY, ATTENTION), group_size=32, vocabulary="int4"),
     # The vocabulary table (tied embedding/lm_head) in the row's INT4 instead of INT8.
     "vocab4-g128":       Row(vocabulary="int4"),
     "vocab4-g64":        Row(group_size=64, vocabulary="int4"),
@@ -105,12 +115,18 @@ SHAPE_0_8B = Path(__file__).parents[1] / "tests" / "data" / "hub-configs" / "Qwe
 _WEIGHTED_OPS = {"MatMul", "Gather"}
 
 
+def resolved(patterns: tuple[str, ...], num_layers: int) -> list[str]:
+    """``patterns`` with ``{last}`` replaced by the last decoder layer's index."""
+    return [p.replace("{last}", str(num_layers - 1)) for p in patterns]
+
+
 def compress(fp32_ir: Path, row: Row) -> ov.Model:
     """The plugin IR at ``fp32_ir`` compressed as ``row`` says, the same steps as the plugin's hook."""
     model = ov.Core().read_model(fp32_ir / "openvino_model.xml")
     names = [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() in _WEIGHTED_OPS]
+    layers = 1 + max(int(m.group(1)) for n in names if (m := re.search(r"\.layers\.(\d+)\.", n)))
     # NNCF refuses ignored-scope patterns that match nothing (the plugin adds routers only to MoE).
-    patterns = [p for p in row.int8 if any(re.match(p, name) for name in names)]
+    patterns = [p for p in resolved(row.int8, layers) if any(re.match(p, name) for name in names)]
     config = {
         "bits": 4,
         "sym": row.sym,
@@ -206,9 +222,10 @@ def estimated_bytes(row: Row, text_config: dict) -> float:
     the dense reference the estimate is within 0.01 % of each row's measured ``.bin``.
     """
     total = other_elements(text_config) * 4
+    int8 = resolved(row.int8, len(_layer_types(text_config)))
     for name, rows, channels in weight_matrices(text_config):
         vocabulary = "embed_tokens" in name or name.startswith("lm_head")
-        int4 = row.vocabulary == "int4" if vocabulary else not any(re.match(p, name) for p in row.int8)
+        int4 = row.vocabulary == "int4" if vocabulary else not any(re.match(p, name) for p in int8)
         total += matrix_bytes(rows, channels, int4, row.group_size, row.sym)
     return total
 

@@ -85,6 +85,33 @@ def weight_files(folder: Path) -> list[Path]:
     return [folder / SINGLE_FILE] if (folder / SINGLE_FILE).is_file() else []
 
 
+def checkpoint_folder(model_name_or_path: str | Path) -> Path | None:
+    """The local folder of a checkpoint: the path itself, or a hub id's snapshot in the local cache."""
+    path = Path(str(model_name_or_path))
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(model_name_or_path), local_files_only=True))
+    except Exception:  # not cached, or not a hub id
+        return None
+
+
+def mtp_tensors(folder: Path, prefix: str = "mtp.") -> dict:
+    """Every tensor named ``mtp.*`` in a checkpoint folder's safetensors files (transformers skips
+    them when it loads the model), as torch tensors in their stored dtypes; {} if there are none."""
+    from safetensors import safe_open
+
+    tensors = {}
+    for file in weight_files(folder):
+        if not any(name.startswith(prefix) for name in safetensors_header(file)[1]):
+            continue
+        with safe_open(str(file), framework="pt") as handle:
+            tensors |= {name: handle.get_tensor(name) for name in handle.keys() if name.startswith(prefix)}
+    return tensors
+
+
 #: safetensors names of the 16-bit float dtypes, as ``torch`` dtype names.
 _HALF_DTYPES = {"BF16": "bfloat16", "F16": "float16"}
 

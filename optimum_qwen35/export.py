@@ -19,11 +19,14 @@ from .registry import TEXT_MODEL_TYPES, register
 from .versions import check_environment
 
 WEIGHT_FORMATS = ("fp32", "fp16", "int8", "int4")
+#: ``task`` values: the text LLM (default) and the vision-language layout.
+TASKS = ("text-generation-with-past", "image-text-to-text")
 
 
 def _cli_args(
     model: str,
     output: Path,
+    task: str,
     weight_format: str | None,
     convert_tokenizer: bool,
     thinking: bool | None,
@@ -31,7 +34,7 @@ def _cli_args(
 ):
     from optimum.commands.export.openvino import OVExportCommand
 
-    argv = ["--model", model, str(output), "--task", "text-generation-with-past"]
+    argv = ["--model", model, str(output), "--task", task]
     if thinking is not None:
         argv += ["--thinking", "on" if thinking else "off"]
     if weight_format is not None:
@@ -56,21 +59,30 @@ def export(
     model: str | os.PathLike,
     output: str | os.PathLike,
     *,
+    task: str = "text-generation-with-past",
     weight_format: str | None = None,
     overwrite: bool = False,
     convert_tokenizer: bool = True,
     thinking: bool | None = None,
     **compression: Any,
 ) -> Path:
-    """Export a Qwen3.5 checkpoint (text or composite, local folder or hub id) to an OpenVINO text LLM.
+    """Export a Qwen3.5 checkpoint (text or composite, local folder or hub id) to OpenVINO.
 
-    The output folder holds ``openvino_model.xml/.bin`` (stateful; inputs ``input_ids [B, T]``,
+    With the default ``task``, an OpenVINO text LLM (``LLMPipeline``, ``OVModelForCausalLM``): the
+    output folder holds ``openvino_model.xml/.bin`` (stateful; inputs ``input_ids [B, T]``,
     ``attention_mask [B, P+T]``, ``position_ids [B, T]``, ``beam_idx [B]``; output
     ``logits [B, T, vocab]``), ``config.json``, ``generation_config.json`` and, when the
     checkpoint has a tokenizer, ``openvino_tokenizer.xml``/``openvino_detokenizer.xml``.
 
+    With ``task="image-text-to-text"`` (a composite checkpoint), the vision-language layout
+    (``VLMPipeline``, OVMS's VLM servable, MTP speculative decoding, ``OVModelForVisualCausalLM``):
+    ``openvino_language_model.xml``, ``openvino_text_embeddings_model.xml``, the three vision
+    models and, when the checkpoint has an MTP head, ``openvino_mtp_model.xml`` (see
+    ``docs/vision-language.md``).
+
     Args:
         model: checkpoint folder or hub id.
+        task: ``"text-generation-with-past"`` or ``"image-text-to-text"``.
         output: folder to create. Must be absent or empty unless ``overwrite=True``.
         weight_format: ``None`` (weights as in the checkpoint), ``"fp32"``, ``"fp16"``, ``"int8"``
             or ``"int4"`` (the Qwen3.5 policy of ``docs/compression.md`` unless flags override it).
@@ -89,6 +101,8 @@ def export(
     """
     register()
     check_environment()
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not one of {TASKS}. Fix: pass one of them (or leave the default).")
     if weight_format is not None and weight_format not in WEIGHT_FORMATS:
         raise CompressionConfigError(f"weight_format={weight_format!r} is not one of {WEIGHT_FORMATS}.")
     if compression and weight_format not in ("int4", "int8"):
@@ -105,7 +119,7 @@ def export(
                 "Fix: pass a Qwen3.5 checkpoint folder or hub id."
             )
     output = check_output(output, overwrite)
-    parser, args = _cli_args(str(model), output, weight_format, convert_tokenizer, thinking, compression)
+    parser, args = _cli_args(str(model), output, task, weight_format, convert_tokenizer, thinking, compression)
 
     from optimum.commands.export.openvino import OVExportCommand
 

@@ -2,7 +2,8 @@
 
 Runs on ``import optimum_qwen35`` and from ``optimum-cli`` start-up (via the
 ``optimum.commands.register`` namespace), after optimum-intel registered its own configs, so
-ours take precedence for the Qwen3.5 text tasks. Other models and tasks are untouched.
+ours take precedence for the Qwen3.5 text tasks and the vision-language layout
+(``image-text-to-text``). Other models and tasks are untouched.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 #: Model types exported by the text-LLM path: text and composite (hub) checkpoints, dense and MoE.
 TEXT_MODEL_TYPES = frozenset({"qwen3_5_text", "qwen3_5", "qwen3_5_moe_text", "qwen3_5_moe"})
 
-_registered = False
+#: Model types with a vision tower: exported as the vision-language layout for ``image-text-to-text``.
+VISION_LANGUAGE_MODEL_TYPES = frozenset({"qwen3_5", "qwen3_5_moe"})
 
-#: optimum-intel's own OpenVINO export configs for :data:`TEXT_MODEL_TYPES`, kept by
-#: :func:`register` before ours replace them (its VLM export needs them back).
-UPSTREAM_CONFIGS: dict[str, dict] = {}
+_registered = False
 
 
 def register() -> None:
@@ -30,17 +30,21 @@ def register() -> None:
     from .compression import hooks as compression_hooks
     from .exporters import hooks
     from .exporters.config import TASKS, Qwen35TextOpenVINOConfig
+    from .exporters.mtp_config import MTP_MODEL_TYPE
+    from .exporters.vlm_config import TASK as VLM_TASK
+    from .exporters.vlm_config import Qwen35VisionLanguageOpenVINOConfig
 
-    if not UPSTREAM_CONFIGS:  # a second pass must not take ours for optimum-intel's
-        UPSTREAM_CONFIGS.update(hooks.snapshot_openvino_configs(set(TEXT_MODEL_TYPES)))
     register_config = TasksManager.create_register("openvino", overwrite_existing=True)
     for model_type in sorted(TEXT_MODEL_TYPES):
         register_config(model_type, *TASKS, library_name="transformers")(Qwen35TextOpenVINOConfig)
+    for model_type in sorted(VISION_LANGUAGE_MODEL_TYPES):
+        register_config(model_type, VLM_TASK, library_name="transformers")(Qwen35VisionLanguageOpenVINOConfig)
     # torch.jit.trace's check re-traces and re-runs the model only to compare two traces of the same
     # code; it costs ~0.5 GB and a third of the tracing time on the 0.8B shape, and the parity tests
     # compare the IR with transformers far more strictly.
-    ov_utils.SKIP_CHECK_TRACE_MODELS = (*ov_utils.SKIP_CHECK_TRACE_MODELS, *sorted(TEXT_MODEL_TYPES))
-    hooks.install(set(TEXT_MODEL_TYPES), UPSTREAM_CONFIGS)
+    skipped = (*sorted(TEXT_MODEL_TYPES), MTP_MODEL_TYPE)
+    ov_utils.SKIP_CHECK_TRACE_MODELS = (*ov_utils.SKIP_CHECK_TRACE_MODELS, *skipped)
+    hooks.install(set(TEXT_MODEL_TYPES))
     compression_hooks.install(set(TEXT_MODEL_TYPES))
     runtime.install()
     _registered = True

@@ -49,7 +49,9 @@ def through_converts(output: ov.Output) -> ov.Node:
 
 
 def lm_head(model: ov.Model) -> ov.Node | None:
-    """The MatMul that produces ``logits`` (through Converts), if there is one."""
+    """The MatMul that produces ``logits`` (through Converts), if there is one (the MTP head has none)."""
+    if not any("logits" in output.get_names() for output in model.outputs):
+        return None
     node = through_converts(model.output("logits").get_node().input_value(0))
     return node if node.get_type_name() == "MatMul" else None
 
@@ -165,3 +167,30 @@ def install() -> None:
 
     _from_pretrained.__optimum_qwen35__ = True
     OVModelForCausalLM._from_pretrained = classmethod(_from_pretrained)
+    _install_visual_cache_position()
+
+
+def _install_visual_cache_position() -> None:
+    """Give optimum-intel's Qwen3.5 VLM runtime the ``cache_position`` transformers 5.5 no longer passes.
+
+    ``_OVQwen3_5ForCausalLM.prepare_inputs_for_generation`` indexes ``cache_position`` to keep the
+    unprocessed tokens; transformers 5.5's ``generate`` calls it without one, so every generation
+    failed with "'NoneType' object is not subscriptable". The positions still to process are
+    those after the language model's stateful past (``_past_length``; none on a generation's first
+    step, which has no ``past_key_values``), exactly what 5.2's ``generate`` passes.
+    """
+    from optimum.intel.openvino.modeling_visual_language import _OVQwen3_5ForCausalLM
+
+    original = _OVQwen3_5ForCausalLM.prepare_inputs_for_generation
+    if getattr(original, "__optimum_qwen35__", False):
+        return
+
+    @functools.wraps(original)
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, *args, cache_position=None, **kwargs):
+        if cache_position is None:
+            past = 0 if past_key_values is None else self.language_model._past_length
+            cache_position = torch.arange(past, input_ids.shape[1], device=input_ids.device)
+        return original(self, input_ids, past_key_values, *args, cache_position=cache_position, **kwargs)
+
+    prepare_inputs_for_generation.__optimum_qwen35__ = True
+    _OVQwen3_5ForCausalLM.prepare_inputs_for_generation = prepare_inputs_for_generation

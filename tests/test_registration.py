@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import textwrap
 
-import openvino as ov
 import optimum.exporters.openvino.__main__ as ov_main
 import optimum.exporters.openvino.convert as ov_convert
 import pytest
-import transformers
 from optimum.exporters.tasks import TasksManager
-from ov_helpers import run_optimum_cli
-from packaging.version import Version
 
 import optimum_qwen35
 from optimum_qwen35 import UnsupportedEnvironmentError
 from optimum_qwen35 import versions as versions_module
 from optimum_qwen35.exporters.config import Qwen35TextOpenVINOConfig
-from optimum_qwen35.runtime import RT_INFO_KEY
 
 
 def _config_class(model_type: str, task: str):
@@ -37,7 +29,6 @@ def test_qwen35_text_tasks_use_the_plugin():
 
 
 def test_other_entries_untouched():
-    assert _config_class("qwen3_5", "image-text-to-text") is not Qwen35TextOpenVINOConfig
     assert _config_class("llama", "text-generation-with-past") is not Qwen35TextOpenVINOConfig
 
 
@@ -96,73 +87,11 @@ def test_unsupported_openvino_version_names_the_fix(installed, text_checkpoint, 
     assert list(tmp_path.iterdir()) == []
 
 
-#: optimum-intel 2.2's own files for a qwen3_5 image-text-to-text export (one per
-#: Qwen3_5OpenVINOConfig.SUPPORTED_BEHAVIORS entry, named openvino_{behavior}_model.xml).
-VLM_FILES = [
-    "openvino_language_model.xml",
-    "openvino_text_embeddings_model.xml",
-    "openvino_vision_embeddings_model.xml",
-    "openvino_vision_embeddings_merger_model.xml",
-    "openvino_vision_embeddings_pos_model.xml",
-]
+def test_image_text_to_text_is_the_plugins_vision_language_layout():
+    from optimum_qwen35.exporters.vlm_config import Qwen35LanguageOpenVINOConfig, Qwen35VisionLanguageOpenVINOConfig
 
-
-def _last_line(stderr: str) -> str:
-    return stderr.strip().splitlines()[-1]
-
-
-def test_image_text_to_text_keeps_optimum_intels_vlm_export(composite_checkpoint, tmp_path):
-    out = tmp_path / "vlm"
-    result = run_optimum_cli(
-        "export", "openvino", "--model", str(composite_checkpoint), "--task", "image-text-to-text", str(out)
-    )
-    # The plugin's export never ran: no step bar, no staging folder, no text-LLM IR.
-    assert "Qwen3.5 export:" not in result.stderr
-    assert not [path.name for path in tmp_path.iterdir() if ".partial-" in path.name]
-    assert not (out / "openvino_model.xml").exists()
-    if Version(transformers.__version__) < Version("5.3"):
-        # optimum-intel's Qwen3_5OpenVINOConfig supports transformers 5.2.x only.
-        assert result.returncode == 0, result.stderr[-3000:]
-        for name in VLM_FILES:
-            assert (out / name).is_file(), name
-        language_model = ov.Core().read_model(out / "openvino_language_model.xml")
-        assert "inputs_embeds" in {port.get_any_name() for port in language_model.inputs}
-        assert not language_model.has_rt_info(RT_INFO_KEY)  # not the plugin's stateful step
-    else:
-        # Newer transformers: optimum-intel's VLM export fails inside optimum-intel, with the very
-        # error it raises without the plugin (on 5.5: its qwen3_5 patcher imports
-        # Qwen3_5DynamicCache, which transformers no longer has, before any version check runs),
-        # and writes no IR.
-        assert result.returncode != 0
-        assert not out.exists() or not list(out.glob("*.xml"))
-        alone = tmp_path / "without-plugin"
-        script = textwrap.dedent(f"""
-            import sys
-            from optimum.exporters.openvino import main_export
-            assert "optimum_qwen35" not in sys.modules
-            main_export({str(composite_checkpoint)!r}, {str(alone)!r}, task="image-text-to-text")
-        """)
-        without_plugin = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-        assert without_plugin.returncode != 0
-        assert "optimum_qwen35" not in without_plugin.stderr
-        assert _last_line(result.stderr) == _last_line(without_plugin.stderr)
-
-
-def test_upstream_export_puts_optimum_intels_configs_back_and_restores_ours():
-    from optimum_qwen35.exporters import hooks
-
-    def constructor():
-        config = TasksManager.get_exporter_config_constructor(
-            "openvino", model_type="qwen3_5_text", task="text-generation-with-past", library_name="transformers"
-        )
-        return getattr(config, "func", config)
-
-    assert constructor() is Qwen35TextOpenVINOConfig and not hooks.in_upstream_export()
-    upstream = optimum_qwen35.registry.UPSTREAM_CONFIGS
-    with pytest.raises(RuntimeError, match="inside"):
-        with hooks.upstream_export(upstream):
-            assert hooks.in_upstream_export()
-            assert constructor() is not Qwen35TextOpenVINOConfig  # optimum-intel's own
-            raise RuntimeError("inside")
-    # Restored after the failure: our config, and the hooks active again.
-    assert constructor() is Qwen35TextOpenVINOConfig and not hooks.in_upstream_export()
+    for model_type in ("qwen3_5", "qwen3_5_moe"):
+        assert _config_class(model_type, "image-text-to-text") is Qwen35VisionLanguageOpenVINOConfig
+    # Both supported transformers releases (optimum-intel's own config stops at 5.2.99).
+    assert Qwen35VisionLanguageOpenVINOConfig.MAX_TRANSFORMERS_VERSION == "5.5.99"
+    assert Qwen35LanguageOpenVINOConfig._MODEL_PATCHER.__name__ == "Qwen35LanguagePatcher"

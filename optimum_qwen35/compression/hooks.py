@@ -1,7 +1,6 @@
 """Plug the Qwen3.5 compression policy into optimum-intel's CLI and Python entry points.
 
-Three functions are wrapped; each behaves exactly as before for any model that is not Qwen3.5,
-and during optimum-intel's own export of one (its VLM, ``--task image-text-to-text``):
+Three functions are wrapped; each behaves exactly as before for any model that is not Qwen3.5:
 
 * ``optimum.commands.export.openvino.prepare_wc_config`` (``optimum-cli export openvino`` with
   ``--weight-format int4|int8`` and flags): validates the flags, turns ``--dataset FILE`` into
@@ -19,6 +18,7 @@ The output folder needs no hook here: the export hooks stage optimum-cli's whole
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import optimum.intel.openvino.modeling_base as ov_modeling_base
 import optimum.intel.openvino.quantization as ov_quantization
 
 from ..errors import CalibrationDataError
-from ..exporters.hooks import in_upstream_export, qwen35_checkpoint_config, wrap
+from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.page_release import released_file_pages
 from ..exporters.progress import advance
 from ..runtime import is_plugin_ir
@@ -80,13 +80,37 @@ def with_all_layers(config: Any) -> Any:
     return config
 
 
+def scoped_to(model: Any, config: Any) -> Any:
+    """A copy of ``config`` whose ignored scope keeps only the patterns and op types ``model`` has.
+
+    NNCF refuses an ignored scope that matches nothing, and the policy's scope names every Qwen3.5
+    weight group: the vision-language layout's MTP head has no Gated DeltaNet projection and no
+    depthwise convolution, yet takes the same config as the language model.
+    """
+    scope = policy.config_value(config, "ignored_scope")
+    if not scope:
+        return config
+    names = [op.get_friendly_name() for op in model.get_ops()]
+    types = {op.get_type_name() for op in model.get_ops()}
+    kept = dict(scope)
+    kept["patterns"] = [p for p in scope.get("patterns") or [] if any(re.match(p, name) for name in names)]
+    kept["types"] = [t for t in scope.get("types") or [] if t in types]
+    if kept == scope:
+        return config
+    if isinstance(config, dict):
+        return config | {"ignored_scope": kept}
+    config = copy.deepcopy(config)
+    config.ignored_scope = kept
+    return config
+
+
 def install(model_types: set[str]) -> None:
     """Install the three wrappers for checkpoints whose model type is in ``model_types``."""
 
     def make_prepare_wc_config(original):
         def prepare_wc_config(args, default_configs):
             config = original(args, default_configs)
-            text_config = None if in_upstream_export() else text_config_of(args.model, model_types)
+            text_config = text_config_of(args.model, model_types)
             if text_config is None:
                 return config
             user = {flag: getattr(args, flag, None) for flag in _USER_FLAGS}
@@ -99,7 +123,7 @@ def install(model_types: set[str]) -> None:
 
     def make_get_default_quantization_config(original):
         def get_default_quantization_config(model_id_or_path, weight_format=None, quant_mode=None):
-            ours = weight_format == "int4" and not in_upstream_export()
+            ours = weight_format == "int4"
             text_config = text_config_of(model_id_or_path, model_types) if ours else None
             if text_config is not None:
                 return policy.default_int4_config(text_config)
@@ -117,6 +141,7 @@ def install(model_types: set[str]) -> None:
                 mode = embedding_mode(quantization_config)
                 # Before NNCF, which would hold each whole vocabulary table in f32 several times.
                 tables_compressed = mode is not None and compress_vocabulary_tables(model, mode)
+                quantization_config = scoped_to(model, quantization_config)
                 if tables_compressed and policy.config_value(quantization_config, "bits") == 4:
                     quantization_config = with_all_layers(quantization_config)
                 compressed = original(model, quantization_config, *args, **kwargs)

@@ -18,12 +18,14 @@ import json
 from collections import Counter
 
 import openvino as ov
+import torch
 
+from ..modeling import locate_text_model
 from ..runtime import lm_head, through_converts
 
 RT_INFO_KEY = "hidden_states_decoder_layers"
-#: The friendly-name scope of a decoder layer's first RMSNorm, as the TorchScript trace names it.
-INPUT_NORM_SCOPE = "__module.model.layers.{index}.input_layernorm"
+#: The TorchScript trace names a module's ops after its path in the traced model.
+TRACE_SCOPE = "__module.{path}"
 
 
 def _in_scope(node: ov.Node, scope: str) -> bool:
@@ -48,7 +50,15 @@ def _entering(ops: list[ov.Node], scope: str, hidden_size: int) -> set[tuple[str
     return found
 
 
-def hidden_state_locators(model: ov.Model, num_layers: int, hidden_size: int) -> dict[str, dict]:
+def input_norm_scopes(source_model: torch.nn.Module) -> list[str]:
+    """Trace scope of every decoder layer's ``input_layernorm``: ``__module.model.layers.{i}...`` for a
+    text model, ``__module.model.language_model.layers.{i}...`` for a composite one."""
+    layers = locate_text_model(source_model).text_model.layers
+    paths = {id(module): path for path, module in source_model.named_modules()}
+    return [TRACE_SCOPE.format(path=paths[id(layer.input_layernorm)]) for layer in layers]
+
+
+def hidden_state_locators(model: ov.Model, scopes: list[str], hidden_size: int) -> dict[str, dict]:
     """The rt_info value for ``model``: one ``{producer, output_index}`` per decoder layer.
 
     Raises ValueError when a layer's boundary is not one uniquely named value (the annotation
@@ -57,8 +67,9 @@ def hidden_state_locators(model: ov.Model, num_layers: int, hidden_size: int) ->
     ops = model.get_ordered_ops()
     counts = Counter(op.get_friendly_name() for op in ops)
     layers = {}
+    num_layers = len(scopes)
     for index in range(num_layers - 1):
-        entering = _entering(ops, INPUT_NORM_SCOPE.format(index=index + 1), hidden_size)
+        entering = _entering(ops, scopes[index + 1], hidden_size)
         if len(entering) != 1:
             raise ValueError(f"layer {index + 1}'s input_layernorm reads {len(entering)} hidden-size values")
         (producer, output), *_ = entering
@@ -76,7 +87,7 @@ def hidden_state_locators(model: ov.Model, num_layers: int, hidden_size: int) ->
     return {"layers": layers}
 
 
-def annotate_hidden_states(model: ov.Model, num_layers: int, hidden_size: int) -> None:
+def annotate_hidden_states(model: ov.Model, source_model: torch.nn.Module, hidden_size: int) -> None:
     """Write :data:`RT_INFO_KEY` into ``model``'s rt_info (JSON, as optimum-intel writes it)."""
-    annotation = hidden_state_locators(model, num_layers, hidden_size)
+    annotation = hidden_state_locators(model, input_norm_scopes(source_model), hidden_size)
     model.set_rt_info(json.dumps(annotation, separators=(",", ":")), RT_INFO_KEY)

@@ -5,7 +5,7 @@ need changing for Qwen3.5 while every other model must stay untouched:
 
 * ``infer_task``: a composite Qwen3.5 checkpoint with no ``--task`` exports as
   ``text-generation-with-past`` (what ``LLMPipeline`` loads), not as a vision-language model;
-  an explicit ``--task image-text-to-text`` still gets optimum-intel's VLM export.
+  an explicit ``--task image-text-to-text`` gets the vision-language layout (``vlm_config.py``).
 * ``main_export``: environment and checkpoint checks before any heavy work, a staged output
   folder so that a failed export leaves nothing behind, zero-copy loading of local checkpoints
   (``loading.py``), mapped weight pages released as they are read (``page_release.py``) and a
@@ -13,31 +13,26 @@ need changing for Qwen3.5 while every other model must stay untouched:
   main_export``, which ``OVModelForCausalLM.from_pretrained(export=True)`` calls), so every
   module-level binding of the original is rebound to the hook.
 * ``patch_stateful``: for our IRs, the MoE weights back to 16-bit (``weight_dtypes.py``), then our
-  stateful step (dtype normalisation first).
+  stateful step (dtype normalisation first); the MTP head gets optimum-intel's KV-cache step.
 * ``add_hidden_states_rt_info``: the per-layer hidden-state locators of our IRs (``hidden_states.py``);
   optimum-intel's name-based search cannot find them in the static decoder's graph.
-* ``--task image-text-to-text`` stays optimum-intel's VLM export: its language-model part is
-  built from the same ``qwen3_5_text`` text-generation registration the plugin replaces, so that
-  export runs with optimum-intel's own configs put back and ``patch_stateful`` left to it.
 * ``OVExportCommand.run`` (``optimum-cli export openvino`` and ``optimum_qwen35.export``): the
   whole run writes to one staged output folder. With ``--weight-format int4|int8`` optimum-intel
   exports to a temporary folder, compresses after ``main_export`` returns, then creates the output
   folder and moves the result into it; a failure there must not leave an empty or partial output
   folder either.
 
-Each hook calls the original function for anything that is not a Qwen3.5 text export.
+Each hook calls the original function for anything that is not a Qwen3.5 export.
 Installing is idempotent.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,53 +42,25 @@ import optimum.exporters.openvino.convert as ov_convert
 from optimum.exporters.tasks import TasksManager
 
 from ..checkpoint import checkpoint_dtype, is_qwen35_config, validate_local_checkpoint
-from ..errors import ChatTemplateError
+from ..errors import ChatTemplateError, CheckpointError
 from ..versions import check_environment
 from .command import add_arguments, note_verbosity, thinking
 from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
+from .mtp_config import MTP_MODEL_TYPE
 from .output_dir import overwrite_requested, staged_output
 from .page_release import released_file_pages
+from .processor_files import write_processor_files
 from .progress import advance, export_progress
-from .stateful import make_hybrid_stateful
+from .stateful import make_hybrid_stateful, mark_plugin_ir
 from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
 from .weight_dtypes import restore_16bit_moe_weights
 
 logger = logging.getLogger(__name__)
 
 TEXT_TASK = "text-generation-with-past"
+VLM_TASK = "image-text-to-text"
 _WRAPPED = "__optimum_qwen35_original__"
-
-#: True while optimum-intel's own Qwen3.5 export (its VLM) runs: the hooks stand aside.
-_UPSTREAM_EXPORT: ContextVar[bool] = ContextVar("optimum_qwen35_upstream_export", default=False)
-
-
-def snapshot_openvino_configs(model_types: set[str]) -> dict[str, dict[str, Any]]:
-    """``{model type: {task: export config constructor}}`` as registered for OpenVINO right now."""
-    table = TasksManager._SUPPORTED_MODEL_TYPE
-    return {model_type: dict(table.get(model_type, {}).get("openvino", {})) for model_type in model_types}
-
-
-def in_upstream_export() -> bool:
-    """True inside :func:`upstream_export`: optimum-intel's own export is running, hooks stand aside."""
-    return _UPSTREAM_EXPORT.get()
-
-
-@contextlib.contextmanager
-def upstream_export(configs: dict[str, dict[str, Any]]) -> Iterator[None]:
-    """Run an export with optimum-intel's OpenVINO ``configs`` (a :func:`snapshot_openvino_configs`
-    taken before registration) and without the plugin's stateful step; ours are restored on exit."""
-    table = TasksManager._SUPPORTED_MODEL_TYPE
-    ours = snapshot_openvino_configs(set(configs))
-    token = _UPSTREAM_EXPORT.set(True)
-    try:
-        for model_type, entries in configs.items():
-            table.setdefault(model_type, {})["openvino"] = dict(entries)
-        yield
-    finally:
-        for model_type, entries in ours.items():
-            table[model_type]["openvino"] = entries
-        _UPSTREAM_EXPORT.reset(token)
 
 
 def checkpoint_config(model_name_or_path: Any, **hub_kwargs) -> dict | None:
@@ -137,6 +104,16 @@ def loading_dtype(model_name_or_path: Any, config: dict, ov_config: Any) -> str 
     return dtype
 
 
+def check_vision_language(model_name_or_path: Any, config: dict | None) -> None:
+    """Refuse ``--task image-text-to-text`` for a checkpoint without a vision tower (a text checkpoint)."""
+    if config is not None and "vision_config" not in config:
+        raise CheckpointError(
+            f"--task image-text-to-text needs a vision-language checkpoint (Qwen3_5ForConditionalGeneration, with a "
+            f"vision_config), but {model_name_or_path} is a text-only {config.get('model_type')} checkpoint. Fix: drop "
+            "--task (the text-LLM layout, for LLMPipeline and OVModelForCausalLM)."
+        )
+
+
 def wrap(module: Any, name: str, make: Callable[[Callable], Callable]) -> None:
     original = getattr(module, name)
     if hasattr(original, _WRAPPED):
@@ -157,21 +134,25 @@ def rebind_imports(module: Any, name: str) -> None:
             setattr(loaded, name, wrapper)
 
 
-def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) -> None:
-    """Install the hooks for checkpoints whose model type is in ``model_types``.
-
-    ``upstream_configs``: optimum-intel's own registrations for those types
-    (:func:`snapshot_openvino_configs` before ours), used for its VLM export.
-    """
+def install(model_types: set[str]) -> None:
+    """Install the hooks for checkpoints whose model type is in ``model_types``."""
 
     def is_ours(model_name_or_path: Any, **hub_kwargs) -> bool:
         return qwen35_checkpoint_config(model_name_or_path, model_types, **hub_kwargs) is not None
 
-    def with_loading_dtype(model_name_or_path: Any, config: dict, kwargs: dict) -> dict:
-        """``kwargs`` of main_export with the checkpoint's dtype to load in, unless the caller chose one."""
+    def with_loading_dtype(model_name_or_path: Any, config: dict, kwargs: dict, no_bfloat16: bool) -> dict:
+        """``kwargs`` of main_export with the checkpoint's dtype to load in, unless the caller chose one.
+
+        ``no_bfloat16`` (the vision-language layout) loads a bf16 checkpoint in float16: the layout's
+        parts then carry no bf16 constant, which optimum-intel's VLM export showed crashing
+        OpenVINO's CPU plugin on AVX2-only CPUs; bf16 → f16 is exact for every weight in f16's
+        normal range (|w| ≥ 6.1e-5), which the parity tests bound.
+        """
         loading = dict(kwargs.get("model_loading_kwargs") or {})
         if loading.get("torch_dtype") is None:
             dtype = loading_dtype(model_name_or_path, config, kwargs.get("ov_config"))
+            if dtype == "bfloat16" and no_bfloat16:
+                dtype = "float16"
             if dtype is not None:
                 loading["torch_dtype"] = dtype
         return {**kwargs, "model_loading_kwargs": loading}
@@ -192,16 +173,14 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
 
     def make_main_export(original):
         def main_export(model_name_or_path, output, task="auto", *args, **kwargs):
-            # Inside upstream_export (optimum-cli's VLM run) optimum-intel's own export is running.
-            ours = not in_upstream_export()
-            config = qwen35_checkpoint_config(model_name_or_path, model_types, **kwargs) if ours else None
+            config = qwen35_checkpoint_config(model_name_or_path, model_types, **kwargs)
             if config is None:
                 return original(model_name_or_path, output, task, *args, **kwargs)
-            if TasksManager.map_from_synonym(task) == "image-text-to-text":
-                with upstream_export(upstream_configs):
-                    return original(model_name_or_path, output, task, *args, **kwargs)
             check_before_export(model_name_or_path)
-            kwargs = with_loading_dtype(model_name_or_path, config, kwargs)
+            vision_language = TasksManager.map_from_synonym(task) == VLM_TASK
+            if vision_language:
+                check_vision_language(model_name_or_path, config)
+            kwargs = with_loading_dtype(model_name_or_path, config, kwargs, no_bfloat16=vision_language)
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),
@@ -209,14 +188,20 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
                 released_file_pages(),
                 checked_preprocessors(model_name_or_path),
             ):
-                return original(model_name_or_path, staging, task, *args, **kwargs)
+                result = original(model_name_or_path, staging, task, *args, **kwargs)
+                if TasksManager.map_from_synonym(task) == VLM_TASK:
+                    write_processor_files(model_name_or_path, config, staging)
+                return result
 
         return main_export
 
     def make_patch_stateful(original):
         def patch_stateful(config, ov_model):
-            ours = config.get_text_config().model_type in model_types or config.model_type in model_types
-            if ours and not in_upstream_export():
+            if config.model_type == MTP_MODEL_TYPE:  # one KV pair: optimum-intel's step, as GenAI expects
+                restore_16bit_moe_weights(ov_model)
+                original(config, ov_model)
+                return mark_plugin_ir(ov_model)
+            if config.get_text_config().model_type in model_types or config.model_type in model_types:
                 advance("stateful")
                 restore_16bit_moe_weights(ov_model)
                 return make_hybrid_stateful(ov_model)
@@ -227,10 +212,12 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
     def make_add_hidden_states_rt_info(original):
         def add_hidden_states_rt_info(source_model, ov_model, config):
             text = getattr(config, "_config", None)
-            if in_upstream_export() or getattr(text, "model_type", None) not in model_types:
+            if getattr(text, "model_type", None) not in model_types:
                 return original(source_model, ov_model, config)
+            if "text-generation" not in (getattr(config, "task", "") or ""):  # the text embeddings model
+                return None
             try:
-                annotate_hidden_states(ov_model, text.num_hidden_layers, text.hidden_size)
+                annotate_hidden_states(ov_model, source_model, text.hidden_size)
             except ValueError as error:  # an annotation pointing at the wrong value is worse than none
                 logger.warning("No hidden-state rt_info for this export: %s", error)
 
@@ -249,15 +236,14 @@ def install(model_types: set[str], upstream_configs: dict[str, dict[str, Any]]) 
                         "Fix: drop --thinking."
                     )
                 return original(self)
-            if TasksManager.map_from_synonym(args.task) == "image-text-to-text":
+            check_before_export(args.model)
+            if TasksManager.map_from_synonym(args.task) == VLM_TASK:
                 if default_thinking is not None:
                     raise ChatTemplateError(
-                        "--thinking applies to the text-LLM export; --task image-text-to-text is optimum-intel's "
-                        "own export. Fix: drop --thinking or --task."
+                        "--thinking is not supported with --task image-text-to-text yet (the template default is "
+                        "written for the text-LLM export). Fix: drop --thinking, and pass enable_thinking per request."
                     )
-                with upstream_export(upstream_configs):  # compression included: optimum-intel's own
-                    return original(self)
-            check_before_export(args.model)
+                check_vision_language(args.model, qwen35_checkpoint_config(args.model, model_types, **hub_kwargs))
             check_thinking_option(args.model, default_thinking)
             output = args.output
             token = DEFAULT_THINKING.set(default_thinking)

@@ -26,6 +26,16 @@ class Qwen35TextPatcher:
         self._with_past = bool(getattr(config, "use_past_in_inputs", False))
         self.module_extensions, self.conversion_extensions = conversion_extensions()
 
+        forward = self._traced_forward()
+        self.orig_forward = forward
+        self.patched_forward = forward
+        self._had_instance_forward = False
+        self._saved_forward = None
+        self._saved_weights: list[tuple[torch.nn.Module, torch.nn.Parameter]] = []
+
+    def _traced_forward(self):
+        """The function traced: ``(input_ids, attention_mask, position_ids, cache_params)`` (its
+        argument names are the IR's input names, in this order)."""
         decoder, with_past = self._decoder, self._with_past
 
         def forward(
@@ -40,11 +50,7 @@ class Qwen35TextPatcher:
                 outputs.pop("present_key_values")
             return outputs
 
-        self.orig_forward = forward
-        self.patched_forward = forward
-        self._had_instance_forward = False
-        self._saved_forward = None
-        self._saved_weights: list[tuple[torch.nn.Module, torch.nn.Parameter]] = []
+        return forward
 
     def _upcast_gate_projections(self) -> None:
         """Give the Gated DeltaNet ``in_proj_a``/``in_proj_b`` f32 weights for the trace.
@@ -79,3 +85,24 @@ class Qwen35TextPatcher:
             self._model.forward = self._saved_forward
         else:
             del self._model.forward
+
+
+class Qwen35LanguagePatcher(Qwen35TextPatcher):
+    """The vision-language layout's language model: the same static decoder, fed embeddings.
+
+    Traces ``(inputs_embeds [B, T, hidden], attention_mask [B, P+T], position_ids [4, B, T],
+    cache_params)``; the text embeddings and the vision tower are separate models of the layout.
+    """
+
+    def _traced_forward(self):
+        decoder = self._decoder
+
+        def forward(
+            inputs_embeds: torch.Tensor,
+            attention_mask: torch.Tensor,
+            position_ids: torch.Tensor,
+            cache_params: list[torch.Tensor],
+        ) -> dict:
+            return decoder.forward_embeds(inputs_embeds, attention_mask, position_ids, cache_params)
+
+        return forward

@@ -56,4 +56,9 @@ def make_hybrid_stateful(model: ov.Model) -> None:
     other_inputs = [p for p in model.inputs if not _is_state(p, STATE_INPUT_PREFIX)]
     fuse_cache_reorder(model, other_inputs, state_inputs, BATCH_AXIS)
     make_stateful(model, other_inputs, state_inputs, state_outputs, BATCH_AXIS)
+    mark_plugin_ir(model)
+
+
+def mark_plugin_ir(model: ov.Model) -> None:
+    """Write the plugin's version into ``model``'s rt_info (what the compression hooks look for)."""
     model.set_rt_info(__version__, RT_INFO_KEY)

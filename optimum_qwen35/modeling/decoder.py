@@ -14,7 +14,7 @@ import torch
 from .attention import attention_mask_4d, full_attention
 from .delta_rule_cell import GatedDeltaRuleCell
 from .gated_delta_net import gated_delta_net
-from .rotary import rotary_cos_sin
+from .rotary import mrope_cos_sin, rotary_cos_sin
 from .sparse_moe import is_sparse_moe, restore_experts, vectorize_experts
 from .state_layout import StateLayout
 
@@ -45,7 +45,8 @@ def locate_text_model(model: torch.nn.Module) -> TextModelParts:
 class StaticQwen35Decoder:
     """Traceable forward over a transformers Qwen3.5 model's weights.
 
-    ``forward(input_ids [B, T], attention_mask [B, P+T], position_ids [B, T], cache_params)``
+    ``forward(input_ids [B, T], attention_mask [B, P+T], position_ids [B, T], cache_params)`` (and
+    :meth:`forward_embeds` with ``inputs_embeds [B, T, hidden]``, ``position_ids [4, B, T]``)
     returns ``{"logits": [B, T, vocab] float32, "present_key_values": [...]}`` where
     ``cache_params`` and ``present_key_values`` follow the module docstring's order and shapes:
     conv ``[B, 2*key_dim + value_dim, kernel]``, ssm ``[B, v_heads, k_head_dim, v_head_dim]``,
@@ -60,6 +61,8 @@ class StaticQwen35Decoder:
         rotary = self.parts.text_model.rotary_emb
         self.inv_freq = rotary.inv_freq
         self.rotary_scaling = float(getattr(rotary, "attention_scaling", 1.0))
+        rope = getattr(self.parts.config, "rope_parameters", None) or {}
+        self.mrope_section = list(rope.get("mrope_section") or getattr(rotary, "mrope_section", [11, 11, 10]))
 
     def attach_cells(self) -> None:
         """Prepare the modules for tracing: every Gated DeltaNet module gets a recurrence cell
@@ -95,10 +98,36 @@ class StaticQwen35Decoder:
         position_ids: torch.Tensor,
         cache_params: list[torch.Tensor],
     ) -> dict:
+        """The text LLM's step: token ids ``[B, T]``, 1-D positions ``[B, T]``."""
+        hidden = self.parts.text_model.embed_tokens(input_ids).float()
+        cos_sin = rotary_cos_sin(position_ids, self.inv_freq, self.rotary_scaling)
+        return self.decode(hidden, attention_mask, cos_sin, cache_params)
+
+    def forward_embeds(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache_params: list[torch.Tensor],
+    ) -> dict:
+        """The vision-language layout's step: embeddings ``[B, T, hidden]`` (text and image tokens
+        merged by the caller) and positions ``[4, B, T]`` as openvino-genai and transformers lay them
+        out — row 0 the text positions (the causal mask comes from ``attention_mask`` here, so it is
+        unused), rows 1–3 the temporal/height/width mRoPE axes."""
+        cos_sin = mrope_cos_sin(position_ids[1:], self.inv_freq, self.mrope_section, self.rotary_scaling)
+        return self.decode(inputs_embeds.float(), attention_mask, cos_sin, cache_params)
+
+    def decode(
+        self,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        cos_sin: tuple[torch.Tensor, torch.Tensor],
+        cache_params: list[torch.Tensor],
+    ) -> dict:
+        """Layers → norm → lm_head over ``hidden [B, T, hidden]`` with rotary tables ``[B, T, rotary_dim]``."""
         text = self.parts.text_model
-        length = input_ids.shape[1]
-        hidden = text.embed_tokens(input_ids).float()
-        cos, sin = rotary_cos_sin(position_ids, self.inv_freq, self.rotary_scaling)
+        length = hidden.shape[1]
+        cos, sin = cos_sin
         mask = attention_mask_4d(attention_mask, length)
         token_mask = attention_mask[:, -length:]
 
