@@ -1,0 +1,73 @@
+"""Decode speed and IR size of INT4 policy candidates on the full-size Qwen3.5-0.8B shape.
+
+The accuracy of each candidate comes from ``compression_sweep.py`` on the trained references;
+speed does not depend on weight values, so it is measured here on random weights of the real
+0.8B shape. The random bf16 checkpoint is exported once as fp16 (the uncompressed IR), then
+every candidate row of ``compression_sweep.ROWS`` compresses it with the plugin's own steps
+(``compression_sweep.compress``). Decode time per token (batch 1, after a 128-token prefill,
+default CPU precision) is measured in interleaved rounds — every candidate once per round — and
+reported as the median over rounds relative to ``policy-g128`` (the plugin's int4 default),
+because absolute times on a shared machine are noise.
+
+    python benchmarks/int4_policy_decode.py --work-dir /tmp/q35-bench \\
+        [--rows policy-g128,attn8-ends8-g32] [--rounds 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compression_sweep import ROWS, _save, compress  # noqa: E402
+from int4_full_size import build_checkpoint, decode_ms_per_token, export  # noqa: E402
+
+BASELINE = "policy-g128"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work-dir", default="q35-bench")
+    parser.add_argument("--rows", default="policy-g128,policy-g64,policy-g32,attn8-down4-g32,attn8-ends8-g32")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--prompt", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    names = args.rows.split(",")
+    if BASELINE not in names:
+        names.insert(0, BASELINE)
+    work = Path(args.work_dir)
+    checkpoint = build_checkpoint(work / "qwen35-0.8b-random")
+    os.environ.setdefault("OPTIMUM_QWEN35_OVERWRITE", "1")
+    fp16 = work / "ir-fp16"
+    export(checkpoint, fp16, "fp16")
+    folders = {}
+    for name in names:
+        folder = work / f"policy-{name}"
+        if not (folder / "openvino_model.xml").is_file():
+            _save(compress(fp16, ROWS[name]), fp16, folder)
+        folders[name] = folder
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            times[name].append(decode_ms_per_token(folders[name], args.prompt, args.steps))
+    base = float(np.median(times[BASELINE]))
+    rows = {}
+    print(f"{'row':<18}{'IR MB':>8}{'decode vs ' + BASELINE:>24}{'spread (min-max)':>20}")
+    for name in names:
+        ratios = np.array(times[name]) / base
+        size = (folders[name] / "openvino_model.bin").stat().st_size / 1e6
+        rows[name] = {"size_mb": size, "decode_ms": times[name], "decode_ratio": float(np.median(ratios))}
+        print(f"{name:<18}{size:8.1f}{np.median(ratios):24.3f}{f'{ratios.min():.3f}-{ratios.max():.3f}':>20}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
