@@ -72,7 +72,14 @@ def test_layout_has_every_part_with_genais_names(layout, request):
     core = ov.Core()
     for part in (*PARTS, "mtp"):
         assert (folder / f"openvino_{part}_model.xml").is_file(), part
-    assert (folder / "preprocessor_config.json").is_file()
+    # The miniatures have no processor files: the hub's Qwen3.5 image settings, at the config's patch size.
+    preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
+    vision = json.loads((folder / "config.json").read_text())["vision_config"]
+    assert (preprocessor["patch_size"], preprocessor["merge_size"]) == (
+        vision["patch_size"],
+        vision["spatial_merge_size"],
+    )
+    assert preprocessor["image_mean"] == preprocessor["image_std"] == [0.5, 0.5, 0.5]
     language = core.read_model(folder / "openvino_language_model.xml")
     inputs = {port.get_any_name(): port for port in language.inputs}
     assert list(inputs) == ["inputs_embeds", "attention_mask", "position_ids", "beam_idx"]
@@ -97,6 +104,22 @@ def test_language_model_keeps_the_fused_gated_deltanet(vl_dense):
 
 
 # --- language model parity ------------------------------------------------------------------------------
+
+
+def test_mrope_tables_match_transformers_and_reduce_to_1d_rope_on_text(hub_dense_checkpoint):
+    from optimum_qwen35.modeling.rotary import mrope_cos_sin, rotary_cos_sin
+
+    model = hf_composite(hub_dense_checkpoint)
+    rotary = model.model.language_model.rotary_emb
+    section = model.config.text_config.rope_parameters["mrope_section"]
+    positions = torch.from_numpy(_image_positions(20, 5, (2, 3))[1:])
+    cos, sin = mrope_cos_sin(positions, rotary.inv_freq, section, 1.0)
+    expected_cos, expected_sin = rotary(torch.zeros(1, 20, 8), positions)
+    assert torch.equal(cos, expected_cos) and torch.equal(sin, expected_sin)
+    text = torch.arange(20)[None]
+    one_axis = rotary_cos_sin(text, rotary.inv_freq, 1.0)
+    three_axes = mrope_cos_sin(text[None].expand(3, 1, 20), rotary.inv_freq, section, 1.0)
+    assert all(torch.equal(a, b) for a, b in zip(one_axis, three_axes, strict=True))
 
 
 def _image_positions(length: int, start: int, grid: tuple[int, int]) -> np.ndarray:
