@@ -392,6 +392,17 @@ def test_text_only_checkpoint_is_refused_with_one_line(text_checkpoint, tmp_path
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
+def test_data_aware_int4_is_refused_before_any_work(reference_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = run_optimum_cli(
+        "export", "openvino", "--model", str(reference_checkpoint), "--task", VLM,
+        "--weight-format", "int4", "--dataset", "builtin", "--awq", str(out),
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--dataset (data-aware INT4) is not supported with --task image-text-to-text" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
 def _rewrite(checkpoint: Path, folder: Path, edit) -> Path:
     """A copy of ``checkpoint`` whose tensors went through ``edit(dict) -> dict`` (and config, if returned)."""
     from hub_models import write_hub_shards

@@ -26,8 +26,9 @@ import optimum.commands.export.openvino as ov_command
 import optimum.intel.openvino.configuration as ov_configuration
 import optimum.intel.openvino.modeling_base as ov_modeling_base
 import optimum.intel.openvino.quantization as ov_quantization
+from optimum.exporters.tasks import TasksManager
 
-from ..errors import CalibrationDataError
+from ..errors import CalibrationDataError, CompressionConfigError
 from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.page_release import released_file_pages
 from ..exporters.progress import advance
@@ -114,6 +115,12 @@ def install(model_types: set[str]) -> None:
             if text_config is None:
                 return config
             user = {flag: getattr(args, flag, None) for flag in _USER_FLAGS}
+            if user["dataset"] is not None and TasksManager.map_from_synonym(args.task) == "image-text-to-text":
+                raise CompressionConfigError(
+                    "--dataset (data-aware INT4) is not supported with --task image-text-to-text yet: optimum-intel "
+                    "calibrates this layout only from its image datasets. Fix: drop --dataset and the data-aware flags "
+                    "(data-free INT4 of the whole layout), or export the text layout (no --task) with --dataset."
+                )
             config = policy.resolve_weight_config(config, text_config, user)  # reads --dataset first
             if user["dataset"] is not None:
                 check_tokenizer(args.model)
