@@ -20,6 +20,26 @@ import openvino as ov
 _WEIGHTED_OPS = {"MatMul", "Gather", "Convolution", "GroupConvolution", "ConvolutionBackpropData"}
 
 
+def unique_friendly_names(model: ov.Model) -> None:
+    """Give every op a friendly name no other op has (NNCF builds its graph by friendly name).
+
+    The first pass names its new nodes ``Constant_<id>`` from this process's counter; a model read
+    from an IR another process wrote already holds such names from that process's counter, so the
+    two can collide ("More than one node in NNCFGraph matches name Constant_142019"). A renamed op
+    keeps its name with a suffix; tensor names, which inputs and outputs are found by, are untouched.
+    """
+    seen: set[str] = set()
+    for op in model.get_ordered_ops():
+        name = op.get_friendly_name()
+        if name in seen:
+            suffix = 1
+            while f"{name}_{suffix}" in seen:
+                suffix += 1
+            name = f"{name}_{suffix}"
+            op.set_friendly_name(name)
+        seen.add(name)
+
+
 def compress_int8(model: ov.Model, patterns: list[str]) -> ov.Model:
     """Compress the weights whose node names match ``patterns`` to INT8 asymmetric, per channel.
 
@@ -28,6 +48,7 @@ def compress_int8(model: ov.Model, patterns: list[str]) -> ov.Model:
     """
     if not patterns:
         return model
+    unique_friendly_names(model)
     # Ignore every other weighted op by name. (A negated regex would also match the weights'
     # own Constant/Convert nodes, which makes NNCF skip the MatMuls we want.)
     others = [
