@@ -84,3 +84,38 @@ def calibration_texts(dataset: str | os.PathLike, num_samples: int | None = None
         return chunks
     step = len(chunks) / wanted
     return [chunks[int(i * step)] for i in range(wanted)]
+
+
+def vision_language_calibration(model, texts: list[str], tokenizer_path: str | None):
+    """Calibration data for the vision-language layout's language model, from text alone.
+
+    optimum-intel calibrates this layout only from its image datasets on the hub; the language
+    model takes embeddings, so each text becomes one prefill step: its tokens through the
+    layout's own text-embeddings model, all-ones attention mask, text positions on all four
+    mRoPE rows. NNCF resets the model's states before every sample. Returns optimum-intel's
+    ``OVCalibrationDataset`` with data for ``lm_model`` only (the other parts are compressed
+    data-free).
+    """
+    import nncf
+    import numpy as np
+    from optimum.intel.openvino.quantization import OVCalibrationDataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or model.model_save_dir)
+    samples = []
+    for text in texts:
+        ids = tokenizer(text, return_tensors="np").input_ids
+        length = ids.shape[1]
+        if length == 0:
+            continue
+        samples.append(
+            {
+                "inputs_embeds": np.asarray(model.language_model.embed_tokens(ids)),
+                "attention_mask": np.ones((1, length), dtype=np.int64),
+                "position_ids": np.ascontiguousarray(np.broadcast_to(np.arange(length), (4, 1, length))),
+                "beam_idx": np.zeros(1, dtype=np.int32),
+            }
+        )
+    if not samples:
+        raise CalibrationDataError("The calibration text gave no tokens. Fix: pass a text file with content.")
+    return OVCalibrationDataset({"lm_model": nncf.Dataset(samples)})

@@ -26,14 +26,14 @@ import optimum.commands.export.openvino as ov_command
 import optimum.intel.openvino.configuration as ov_configuration
 import optimum.intel.openvino.modeling_base as ov_modeling_base
 import optimum.intel.openvino.quantization as ov_quantization
-from optimum.exporters.tasks import TasksManager
 
-from ..errors import CalibrationDataError, CompressionConfigError
+from ..errors import CalibrationDataError
 from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.page_release import released_file_pages
 from ..exporters.progress import advance
 from ..runtime import is_plugin_ir
 from . import policy
+from .calibration import vision_language_calibration
 from .embedding import compress_vocabulary_tables, embedding_mode
 from .mixed_precision import compress_int8
 
@@ -115,12 +115,6 @@ def install(model_types: set[str]) -> None:
             if text_config is None:
                 return config
             user = {flag: getattr(args, flag, None) for flag in _USER_FLAGS}
-            if user["dataset"] is not None and TasksManager.map_from_synonym(args.task) == "image-text-to-text":
-                raise CompressionConfigError(
-                    "--dataset (data-aware INT4) is not supported with --task image-text-to-text yet: optimum-intel "
-                    "calibrates this layout only from its image datasets. Fix: drop --dataset and the data-aware flags "
-                    "(data-free INT4 of the whole layout), or export the text layout (no --task) with --dataset."
-                )
             config = policy.resolve_weight_config(config, text_config, user)  # reads --dataset first
             if user["dataset"] is not None:
                 check_tokenizer(args.model)
@@ -138,10 +132,26 @@ def install(model_types: set[str]) -> None:
 
         return get_default_quantization_config
 
+    def make_build_from_quantization_config(original):
+        def build_from_quantization_config(self, config):
+            texts = policy.config_value(config, "dataset")
+            language = getattr(self.model, "language_model", None)
+            ours = isinstance(texts, list) and language is not None and is_plugin_ir(language.model)
+            if not ours:  # optimum-intel's own datasets (for this layout: images from the hub)
+                return original(self, config)
+            return vision_language_calibration(self.model, texts, policy.config_value(config, "tokenizer"))
+
+        return build_from_quantization_config
+
     def make_weight_only_quantization(original):
         def _weight_only_quantization(model, quantization_config, *args, **kwargs):
             if not is_plugin_ir(model):
                 return original(model, quantization_config, *args, **kwargs)
+            data = args[0] if args else kwargs.get("calibration_dataset")
+            if policy.config_value(quantization_config, "dataset") is not None and data is None:
+                # A part without calibration data (the vision-language layout's MTP head, whose
+                # inputs are the language model's hidden states): the data-free policy.
+                quantization_config = policy.data_free(quantization_config)
             advance("compress")
             # The IR's weights are read through its file mapping: keep read pages out of RSS.
             with released_file_pages():
@@ -162,3 +172,8 @@ def install(model_types: set[str]) -> None:
     wrap(ov_configuration, "get_default_quantization_config", make_get_default_quantization_config)
     wrap(ov_modeling_base, "get_default_quantization_config", make_get_default_quantization_config)
     wrap(ov_quantization, "_weight_only_quantization", make_weight_only_quantization)
+    wrap(
+        ov_quantization.OVCalibrationDatasetBuilder,
+        "build_from_quantization_config",
+        make_build_from_quantization_config,
+    )

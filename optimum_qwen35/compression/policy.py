@@ -179,6 +179,20 @@ def resolve_weight_config(config: dict[str, Any], text_config: dict[str, Any], u
     return config
 
 
+def data_free(config: Any) -> Any:
+    """A copy of an optimum-intel weight config without calibration data or the algorithms that need it
+    (AWQ stays: NNCF runs it data-free)."""
+    import copy
+
+    config = copy.deepcopy(config)
+    for name in ("dataset", *DATA_AWARE_FLAGS):
+        if isinstance(config, dict):
+            config.pop(name, None)
+        elif hasattr(config, name):
+            setattr(config, name, None if name == "dataset" else False)
+    return config
+
+
 def config_value(config: Any, name: str) -> Any:
     """``name`` of a weight config given as a dict or as an optimum-intel config object (None if absent)."""
     return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
