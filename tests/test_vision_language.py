@@ -44,6 +44,17 @@ def vl_reference(reference_checkpoint, tmp_path_factory) -> Path:
     return _export(reference_checkpoint, tmp_path_factory.mktemp("vl") / "reference")
 
 
+@pytest.fixture(scope="module")
+def vl_reference_int4(reference_checkpoint, tmp_path_factory) -> Path:
+    """``optimum-cli export openvino --task image-text-to-text --weight-format int4``, no other flag."""
+    out = tmp_path_factory.mktemp("vl") / "reference-int4"
+    result = run_optimum_cli(
+        "export", "openvino", "--model", str(reference_checkpoint), "--task", VLM, "--weight-format", "int4", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
 def hf_composite(checkpoint: Path) -> torch.nn.Module:
     """transformers' vision-language model in float32 (5.5 loads the text part in the config's dtype)."""
     return transformers.AutoModelForImageTextToText.from_pretrained(checkpoint).float().eval()
@@ -350,12 +361,8 @@ def test_ov_model_for_visual_causal_lm_generates_transformers_greedy(vl_referenc
 
 
 @pytest.mark.slow
-def test_int4_cli_compresses_the_whole_layout(reference_checkpoint, tmp_path):
-    out = tmp_path / "int4"
-    result = run_optimum_cli(
-        "export", "openvino", "--model", str(reference_checkpoint), "--task", VLM, "--weight-format", "int4", str(out)
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_int4_cli_compresses_the_whole_layout(vl_reference_int4):
+    out = vl_reference_int4
     assert all(count == 0 for count in _bf16_constants(out).values())
     core = ov.Core()
 
@@ -393,26 +400,23 @@ def test_text_only_checkpoint_is_refused_with_one_line(text_checkpoint, tmp_path
 
 
 @pytest.mark.slow
-def test_data_aware_int4_of_the_layout_from_text_alone(reference_checkpoint, vl_reference, tmp_path):
-    out = tmp_path / "awq"
+@pytest.mark.parametrize("recipe", [("--awq", "--scale-estimation"), ("--gptq",)], ids=["awq-se", "gptq"])
+def test_data_aware_int4_of_the_layout_from_text_alone(reference_checkpoint, vl_reference_int4, recipe, tmp_path):
+    out = tmp_path / "data-aware"
     result = run_optimum_cli(
         "export", "openvino", "--model", str(reference_checkpoint), "--task", VLM, "--weight-format", "int4",
-        "--dataset", "builtin", "--num-samples", "8", "--awq", "--scale-estimation", str(out),
+        "--dataset", "builtin", "--num-samples", "8", *recipe, str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     core = ov.Core()
-    data_free = tmp_path / "data-free"
-    assert run_optimum_cli(
-        "export", "openvino", "--model", str(reference_checkpoint), "--task", VLM, "--weight-format", "int4",
-        str(data_free),
-    ).returncode == 0  # fmt: skip
+    data_free = vl_reference_int4
 
     def scales(folder: Path) -> list[np.ndarray]:
         model = core.read_model(folder / "openvino_language_model.xml")
         return [op.get_data().copy() for op in model.get_ordered_ops() if op.get_friendly_name().endswith("/scale")]
 
-    # Scale estimation (which needs the calibration activations) changed the language model's INT4 scales.
+    # Scale estimation and GPTQ (which need the calibration activations) change the language model's INT4 scales.
     assert any(not np.array_equal(a, b) for a, b in zip(scales(out), scales(data_free), strict=True))
     # ... and the MTP head, which has no calibration data, got the policy's precisions data-free
     # (AWQ, which NNCF runs without data, adds its per-channel input scales: ~1 KB).
