@@ -98,15 +98,18 @@ def checkpoint_folder(model_name_or_path: str | Path) -> Path | None:
         return None
 
 
+def files_holding(folder: Path, prefix: str) -> list[Path]:
+    """The safetensors files of a checkpoint folder that hold a tensor named ``prefix*`` (headers only)."""
+    return [file for file in weight_files(folder) if any(n.startswith(prefix) for n in safetensors_header(file)[1])]
+
+
 def mtp_tensors(folder: Path, prefix: str = "mtp.") -> dict:
     """Every tensor named ``mtp.*`` in a checkpoint folder's safetensors files (transformers skips
     them when it loads the model), as torch tensors in their stored dtypes; {} if there are none."""
     from safetensors import safe_open
 
     tensors = {}
-    for file in weight_files(folder):
-        if not any(name.startswith(prefix) for name in safetensors_header(file)[1]):
-            continue
+    for file in files_holding(folder, prefix):
         with safe_open(str(file), framework="pt") as handle:
             tensors |= {name: handle.get_tensor(name) for name in handle.keys() if name.startswith(prefix)}
     return tensors

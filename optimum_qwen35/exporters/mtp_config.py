@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from optimum.exporters.openvino.model_configs import Qwen3_5MTPOpenVINOConfig
 
-from ..checkpoint import checkpoint_folder, mtp_tensors, safetensors_header, weight_files
+from ..checkpoint import checkpoint_folder, files_holding, mtp_tensors
 from ..errors import CheckpointError
 from ..modeling import locate_text_model
 from ..modeling.mtp import PREFIX, MTPHead
@@ -54,9 +54,7 @@ def has_mtp_tensors(source: str) -> bool:
     transformers, which drops them) gets one warning and an export without the MTP head.
     """
     folder = checkpoint_folder(source)
-    if folder is not None and any(
-        name.startswith(PREFIX) for file in weight_files(folder) for name in safetensors_header(file)[1]
-    ):
+    if folder is not None and files_holding(folder, PREFIX):
         return True
     logger.warning(
         "The config announces an MTP layer (mtp_num_hidden_layers: 1) but %s has no mtp.* tensors: the export has "
