@@ -341,7 +341,7 @@ def test_mtp_drafts_give_the_plain_text_and_are_accepted(vl_reference):
             if draft_tokens == 1:
                 acceptance.append(result.extended_perf_metrics.get_draft_acceptance_rate())
     # optimum-intel 2.2's (all-fp16, transformers 5.2) export of the same weights reads 0.324 on
-    # these 8 prompts at one draft token (benchmarks/mtp_decoding.py, docs/vision-language.md)
+    # these 8 prompts at one draft token (docs/vision-language.md)
     assert np.mean(acceptance) >= 0.323, acceptance
 
 
