@@ -44,7 +44,7 @@ from optimum_qwen35.compression.policy import (
     LINEAR_ATTENTION_PROJECTIONS,
     MLP_DOWN_PROJECTIONS,
     MOE_ROUTERS,
-    NEVER_COMPRESSED_TYPES,
+    with_never_compressed,
 )
 from optimum_qwen35.evaluation.bootstrap import RESAMPLES, SEED, paired_bootstrap
 from optimum_qwen35.evaluation.cache import cached_score_hf, default_cache_dir
@@ -54,7 +54,7 @@ from optimum_qwen35.evaluation.variants import export_variant
 # Weight groups, as regexes over the IR's weight-op names (``__module.model.layers.3.self_attn.q_proj/...``).
 GDN = LINEAR_ATTENTION_PROJECTIONS  # Gated DeltaNet in_proj_qkv/z/a/b, out_proj: INT8 in every row
 DOWN = MLP_DOWN_PROJECTIONS  # mlp.down_proj (MoE: the shared expert's)
-ROUTERS = MOE_ROUTERS  # MoE mlp.gate, mlp.shared_expert_gate
+ROUTERS = MOE_ROUTERS  # MoE mlp.gate (the shared expert gate is never compressed)
 ATTENTION = r".*\.self_attn\.[qkvo]_proj/.*"
 SHARED_EXPERT = r".*\.mlp\.shared_expert\.(?:gate|up|down)_proj/.*"
 GATE_UP = r".*\.mlp\.(?:shared_expert\.)?(?:gate|up)_proj/.*"
@@ -127,14 +127,10 @@ def compress(fp32_ir: Path, row: Row) -> ov.Model:
     layers = 1 + max(int(m.group(1)) for n in names if (m := re.search(r"\.layers\.(\d+)\.", n)))
     # NNCF refuses ignored-scope patterns that match nothing (the plugin adds routers only to MoE).
     patterns = [p for p in resolved(row.int8, layers) if any(re.match(p, name) for name in names)]
-    config = {
-        "bits": 4,
-        "sym": row.sym,
-        "group_size": row.group_size,
-        "ratio": 1.0,
-        "all_layers": None,
-        "ignored_scope": {"patterns": patterns, "types": list(NEVER_COMPRESSED_TYPES)},
-    }
+    config = {"bits": 4, "sym": row.sym, "group_size": row.group_size, "ratio": 1.0, "all_layers": None}
+    config = with_never_compressed(config | {"ignored_scope": {"patterns": patterns}})  # as the plugin's hook
+    scope = config["ignored_scope"]
+    scope["patterns"] = [p for p in scope["patterns"] if any(re.match(p, name) for name in names)]
     if row.vocabulary == "int8":
         compress_vocabulary_tables(model, nncf.CompressWeightsMode.INT8_ASYM)
         config = with_all_layers(config)

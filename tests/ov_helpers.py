@@ -18,8 +18,9 @@ from optimum_qwen35.evaluation.perplexity import F32_CONFIG
 F32 = F32_CONFIG
 
 
-def compile_ir(export_dir: Path, device: str = "CPU") -> ov.CompiledModel:
-    return ov.Core().compile_model(Path(export_dir) / "openvino_model.xml", device, F32)
+def compile_ir(export_dir: Path, device: str = "CPU", **config) -> ov.CompiledModel:
+    """The IR compiled for f32 inference, with any further compile options (``NUM_STREAMS=2``)."""
+    return ov.Core().compile_model(Path(export_dir) / "openvino_model.xml", device, F32 | config)
 
 
 def runtime_layer_types(compiled: ov.CompiledModel) -> set[str]:

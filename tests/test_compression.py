@@ -56,6 +56,17 @@ def _assert_runs(export_dir, vocab: int) -> None:
     assert logits.shape == (1, 8, vocab) and np.isfinite(logits).all()
 
 
+def _assert_stream_invariant(export_dir) -> None:
+    """Logits with two CPU streams (throughput hint, OVMS) equal those with one.
+
+    OpenVINO 2026.4 computed a compressed MoE IR wrongly with two streams while its shared
+    expert gate was compressed (policy.MOE_SHARED_EXPERT_GATE).
+    """
+    ids = np.random.default_rng(0).integers(1, 100, (1, 64))
+    one, two = (run_chunks(compile_ir(export_dir, NUM_STREAMS=n), ids, [64]) for n in (1, 2))
+    np.testing.assert_allclose(two, one, rtol=0, atol=1e-4, err_msg="logits depend on NUM_STREAMS")
+
+
 @pytest.fixture(scope="module")
 def cli_int4(text_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("int4") / "out"
@@ -114,9 +125,10 @@ def test_cli_int4_on_a_composite_moe_checkpoint(moe_composite_checkpoint, tmp_pa
     groups = _kinds(precisions)
     assert groups["linear_attn"] == {"u8"}
     assert groups["down_proj"] == {"u8"}, "the shared expert's down_proj is INT8 like a dense model's"
-    router = re.compile(r"\.mlp\.(gate|shared_expert_gate)/")
-    routers = {dtype for name, (dtype, _) in precisions.items() if router.search(name)}
+    routers = {dtype for name, (dtype, _) in precisions.items() if ".mlp.gate/" in name}
     assert routers == {"u8"}, "router weights must not be INT4"
+    shared_gates = {dtype for name, (dtype, _) in precisions.items() if ".mlp.shared_expert_gate/" in name}
+    assert shared_gates == {"f32"}, "the shared expert gate is never compressed (and traced in f32)"
     experts = [(dtype, shape) for name, (dtype, shape) in precisions.items() if ".mlp.experts/" in name]
     assert len(experts) == 3 * MOE_TEXT_CONFIG["num_hidden_layers"]
     # INT4 group-wise on the 3-D expert weights [experts, out, groups, group size]; group size 16
@@ -126,9 +138,10 @@ def test_cli_int4_on_a_composite_moe_checkpoint(moe_composite_checkpoint, tmp_pa
     assert all(len(shape) == 4 and shape[0] == experts_count and shape[-1] == 16 for _, shape in experts)
     assert "GatherMatmul" in runtime_layer_types(compile_ir(out)), "compressed experts must stay fused"
     _assert_runs(out, MOE_TEXT_CONFIG["vocab_size"])
+    _assert_stream_invariant(out)
 
 
-@pytest.mark.parametrize("kind", ["text", "composite"])
+@pytest.mark.parametrize("kind", ["text", "composite", "moe_composite"])
 def test_cli_int8_on_text_and_composite_checkpoints(kind, request, tmp_path):
     out = tmp_path / "out"
     checkpoint = request.getfixturevalue(f"{kind}_checkpoint")
@@ -136,7 +149,9 @@ def test_cli_int8_on_text_and_composite_checkpoints(kind, request, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     groups = _kinds(weight_precisions(out))
     assert groups["linear_attn"] == groups["down_proj"] == groups["projections"] == groups["embedding"] == {"u8"}
-    _assert_runs(out, TEXT_CONFIG["vocab_size"])
+    assert groups["conv"] == {"f32"}, "the depthwise conv1d stays uncompressed in INT8 too"
+    _assert_runs(out, TEXT_CONFIG["vocab_size"])  # the MoE config shares it
+    _assert_stream_invariant(out)
 
 
 def test_flags_override_the_policy(text_checkpoint, tmp_path):

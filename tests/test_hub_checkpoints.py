@@ -30,8 +30,15 @@ import optimum_qwen35
 TOLERANCE = 1e-4
 CHUNKS = [16, 1, 1, 1, 6]  # prefill, decode steps, a chunk (chat turn 2)
 #: Weights the plugin keeps in f32 on purpose: the narrow Gated DeltaNet projections and the MoE
-#: router (OpenVINO 2026.4's AVX2 CPU plugin crashes on them in bf16) and the depthwise conv.
-F32_BY_DESIGN = ("linear_attn.in_proj_a/", "linear_attn.in_proj_b/", ".mlp.gate/", "GroupConvolution")
+#: router (OpenVINO 2026.4's AVX2 CPU plugin crashes on them in bf16), the MoE shared expert gate
+#: (never compressed) and the depthwise conv.
+F32_BY_DESIGN = (
+    "linear_attn.in_proj_a/",
+    "linear_attn.in_proj_b/",
+    ".mlp.gate/",
+    ".mlp.shared_expert_gate/",
+    "GroupConvolution",
+)
 
 
 def weight_dtypes(export: Path) -> dict[str, str]:

@@ -158,7 +158,7 @@ def install(model_types: set[str]) -> None:
                 mode = embedding_mode(quantization_config)
                 # Before NNCF, which would hold each whole vocabulary table in f32 several times.
                 tables_compressed = mode is not None and compress_vocabulary_tables(model, mode)
-                quantization_config = scoped_to(model, quantization_config)
+                quantization_config = scoped_to(model, policy.with_never_compressed(quantization_config))
                 if tables_compressed and policy.config_value(quantization_config, "bits") == 4:
                     quantization_config = with_all_layers(quantization_config)
                 compressed = original(model, quantization_config, *args, **kwargs)

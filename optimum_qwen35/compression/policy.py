@@ -9,15 +9,16 @@ Chosen by measurement on the trained reference checkpoint with ``optimum-qwen35 
   per-channel) instead.
 * ``mlp.down_proj`` is the next most sensitive (as llama.cpp's Q4_K_M also finds, which keeps
   ``ffn_down`` at 6 bits): INT8 as well; in MoE models the shared expert's ``down_proj`` and the
-  routers (``mlp.gate``, ``mlp.shared_expert_gate``) are INT8, the routed experts INT4.
+  router ``mlp.gate`` are INT8, the routed experts INT4.
 * Both INT8 groups are compressed by a second NNCF pass, see :mod:`.mixed_precision`.
 * Embeddings and ``lm_head`` get NNCF's backup precision (INT8 asymmetric) — NNCF's own rule for
   the first and last layer when ``--all-layers`` is not given.
 * Everything else (attention q/k/v/o, MLP gate/up, routed experts) is INT4 asymmetric with the
   largest group size in :data:`INT4_GROUP_SIZES` that divides every INT4 weight's input channels (128 on every
   public Qwen3.5 shape).
-* Never compressed: the depthwise conv1d (an op type NNCF would otherwise give INT8), ``A_log``,
-  ``dt_bias``, norms and the rotary frequencies (not weight MatMuls/Gathers in our graph).
+* Never compressed, whatever the weight format: the depthwise conv1d (an op type NNCF would
+  otherwise give INT8) and the MoE shared expert's one-row gate (:data:`NEVER_COMPRESSED_PATTERNS`);
+  ``A_log``, ``dt_bias``, norms and the rotary frequencies are not weight MatMuls/Gathers in our graph.
 
 Every choice yields to the user's flags: ``--group-size``, ``--sym``, ``--ratio``,
 ``--backup-precision`` replace the corresponding value, and ``--all-layers`` drops the INT8
@@ -47,9 +48,21 @@ NEVER_COMPRESSED_TYPES = ("GroupConvolution",)
 #: docs/compression.md).
 MLP_DOWN_PROJECTIONS = r".*\.mlp\.(?:shared_expert\.)?down_proj/.*"
 
-#: MoE routers: the router ``mlp.gate`` and the shared expert's sigmoid gate. Tiny, and a
-#: routing decision flipped by INT4 noise changes which experts run at all.
-MOE_ROUTERS = r".*\.mlp\.(?:gate|shared_expert_gate)/.*"
+#: The MoE router ``mlp.gate``: small, and a routing decision flipped by INT4 noise changes which
+#: experts run at all.
+MOE_ROUTERS = r".*\.mlp\.gate/.*"
+
+#: The MoE shared expert's sigmoid gate ``mlp.shared_expert_gate`` (weight ``[1, hidden]``). With
+#: that one-row weight compressed (INT8 or INT4 alike), OpenVINO 2026.4's CPU plugin computes the
+#: whole model wrongly once it is compiled with more than one stream (throughput hint, OVMS): on the
+#: trained MoE reference the logits move by up to 10 with ``NUM_STREAMS=2`` and are bit-identical
+#: with 1, and perplexity reads +10 % instead of +0.8 % (docs/compression.md). The same IR with
+#: that weight alone left in f16 is stream-invariant. It holds ``hidden`` values per layer (2048 on
+#: 35B-A3B): nothing to save.
+MOE_SHARED_EXPERT_GATE = r".*\.mlp\.shared_expert_gate/.*"
+
+#: Weights no compression pass touches, by node name (NNCF ignored-scope patterns).
+NEVER_COMPRESSED_PATTERNS = (MOE_SHARED_EXPERT_GATE,)
 
 #: Every pattern the policy may put in INT8 (the second pass recognises them by this list).
 INT8_PATTERNS = (LINEAR_ATTENTION_PROJECTIONS, MLP_DOWN_PROJECTIONS, MOE_ROUTERS)
@@ -79,7 +92,7 @@ def default_int4_config(text_config: dict[str, Any]) -> dict[str, Any]:
         "group_size": policy_group_size(text_config, all_layers=False),
         "ratio": 1.0,
         "all_layers": None,
-        "ignored_scope": {"patterns": int8_patterns_for(text_config), "types": list(NEVER_COMPRESSED_TYPES)},
+        "ignored_scope": {"patterns": int8_patterns_for(text_config)},
     }
 
 
@@ -171,11 +184,30 @@ def resolve_weight_config(config: dict[str, Any], text_config: dict[str, Any], u
         config["group_size"] = policy_group_size(text_config, all_layers)
     if user.get("group_size_fallback") is None:
         _check_group_size(config["group_size"], text_config, all_layers)
-    scope = dict(config.get("ignored_scope") or {})
-    scope["types"] = [*scope.get("types", []), *NEVER_COMPRESSED_TYPES]
     if not all_layers:
+        scope = dict(config.get("ignored_scope") or {})
         scope["patterns"] = [*scope.get("patterns", []), *int8_patterns_for(text_config)]
-    config["ignored_scope"] = scope
+        config["ignored_scope"] = scope
+    return config
+
+
+def with_never_compressed(config: Any) -> Any:
+    """A copy of a weight config (dict or optimum-intel config object) whose ignored scope also holds
+    :data:`NEVER_COMPRESSED_TYPES` and :data:`NEVER_COMPRESSED_PATTERNS`.
+
+    Applied to every compression of a plugin IR (``--weight-format int4|int8``, Python
+    ``quantization_config``, each part of the vision-language layout), whatever built the config.
+    """
+    import copy
+
+    scope = dict(config_value(config, "ignored_scope") or {})
+    for key, extra in (("types", NEVER_COMPRESSED_TYPES), ("patterns", NEVER_COMPRESSED_PATTERNS)):
+        present = list(scope.get(key) or [])
+        scope[key] = present + [item for item in extra if item not in present]
+    if isinstance(config, dict):
+        return config | {"ignored_scope": scope}
+    config = copy.deepcopy(config)
+    config.ignored_scope = scope
     return config
 
 

@@ -53,15 +53,18 @@ class Qwen35TextPatcher:
         return forward
 
     def _upcast_gate_projections(self) -> None:
-        """Give the Gated DeltaNet ``in_proj_a``/``in_proj_b`` f32 weights for the trace.
+        """Give the narrow projections f32 weights for the trace: the Gated DeltaNet
+        ``in_proj_a``/``in_proj_b`` and the MoE ``shared_expert_gate``.
 
         OpenVINO 2026.4's CPU plugin crashes (SIGSEGV at the first inference) on AVX2-only CPUs
-        when these two narrow projections (``linear_num_value_heads`` outputs, e.g. [8, 256]) carry
-        bf16 weights next to the other bf16 projections of the same input. In f32 they cost a few
-        KB per layer and the crash is gone; the wider projections stay 16-bit.
+        when the two Gated DeltaNet ones (``linear_num_value_heads`` outputs, e.g. [8, 256]) carry
+        bf16 weights next to the other bf16 projections of the same input. The shared expert gate
+        ([1, hidden]) is never compressed (``compression.policy.MOE_SHARED_EXPERT_GATE``), so in f32
+        it is the same in every export instead of the one bf16 weight of an INT4 IR. In f32 they
+        cost a few KB per layer; the wider projections stay 16-bit.
         """
         for module in self._model.modules():
-            for name in ("in_proj_a", "in_proj_b"):
+            for name in ("in_proj_a", "in_proj_b", "shared_expert_gate"):
                 linear = getattr(module, name, None)
                 if isinstance(linear, torch.nn.Linear) and linear.weight.dtype in (torch.bfloat16, torch.float16):
                     self._saved_weights.append((linear, linear.weight))
