@@ -9,14 +9,15 @@ vocabulary precision instead of the policy's. Every row is scored like ``optimum
 the same consecutive windows (the whole file unless ``--max-windows``), OpenVINO f32 inference,
 the cached HF float32 scores and the paired bootstrap interval. ``0.8B MB`` is the size the row's
 IR would have on the Qwen3.5-0.8B shape, computed from the per-weight precisions (see
-:func:`estimated_bytes`; the plugin's ``--weight-format int4`` gives 649 MB there).
+:func:`estimated_bytes`; the plugin's ``--weight-format int4`` gives 646 MB there, the policy
+before issue #14, row ``down8-g128``, 649 MB).
 
     python benchmarks/compression_sweep.py CHECKPOINT --text heldout.txt \\
-        [--rows policy-g128,policy-g64] [--max-windows 24] [--json sweep.json] [--work-dir DIR] \\
+        [--rows attn8-ends8-g32,down8-g128] [--max-windows 24] [--json sweep.json] [--work-dir DIR] \\
         [--check-policy 8]
 
 ``--check-policy N`` also exports ``--weight-format int4`` with the plugin (what
-``optimum-qwen35 eval --variants int4`` scores) and compares it with row ``policy-g128`` on N
+``optimum-qwen35 eval --variants int4`` scores) and compares it with row :data:`DEFAULT_ROW` on N
 windows: both must give the same perplexity.
 """
 
@@ -41,8 +42,9 @@ from optimum_qwen35.compression.embedding import compress_vocabulary_tables
 from optimum_qwen35.compression.hooks import with_all_layers
 from optimum_qwen35.compression.mixed_precision import compress_int8
 from optimum_qwen35.compression.policy import (
+    ATTENTION_PROJECTIONS,
     LINEAR_ATTENTION_PROJECTIONS,
-    MLP_DOWN_PROJECTIONS,
+    MLP_DOWN_PROJECTIONS_AT_ENDS,
     MOE_ROUTERS,
     with_never_compressed,
 )
@@ -53,14 +55,15 @@ from optimum_qwen35.evaluation.variants import export_variant
 
 # Weight groups, as regexes over the IR's weight-op names (``__module.model.layers.3.self_attn.q_proj/...``).
 GDN = LINEAR_ATTENTION_PROJECTIONS  # Gated DeltaNet in_proj_qkv/z/a/b, out_proj: INT8 in every row
-DOWN = MLP_DOWN_PROJECTIONS  # mlp.down_proj (MoE: the shared expert's)
+DOWN = r".*\.mlp\.(?:shared_expert\.)?down_proj/.*"  # mlp.down_proj of every layer (MoE: the shared expert's)
 ROUTERS = MOE_ROUTERS  # MoE mlp.gate (the shared expert gate is never compressed)
-ATTENTION = r".*\.self_attn\.[qkvo]_proj/.*"
+ATTENTION = ATTENTION_PROJECTIONS
 SHARED_EXPERT = r".*\.mlp\.shared_expert\.(?:gate|up|down)_proj/.*"
 GATE_UP = r".*\.mlp\.(?:shared_expert\.)?(?:gate|up)_proj/.*"
 #: down_proj of the first and the last decoder layer only; ``{last}`` is the last layer's index.
-DOWN_ENDS = r".*\.layers\.(?:0|{last})\.mlp\.(?:shared_expert\.)?down_proj/.*"
-POLICY = (GDN, DOWN, ROUTERS)  # policy.int8_patterns_for (routers only where they exist)
+DOWN_ENDS = MLP_DOWN_PROJECTIONS_AT_ENDS
+#: The INT8 set of the policy before issue #14 (routers only where they exist).
+DOWN8 = (GDN, DOWN, ROUTERS)
 GROUP_NAMES = {GDN: "gdn", DOWN: "down", ROUTERS: "routers", ATTENTION: "attn", SHARED_EXPERT: "shared"}
 GROUP_NAMES[GATE_UP] = "gate/up"
 GROUP_NAMES[DOWN_ENDS] = "down@ends"
@@ -70,7 +73,7 @@ GROUP_NAMES[DOWN_ENDS] = "down@ends"
 class Row:
     """One way to compress: everything INT4 except the ``int8`` groups (INT8 asym per channel)."""
 
-    int8: tuple[str, ...] = POLICY
+    int8: tuple[str, ...] = DOWN8
     group_size: int = 128
     sym: bool = False
     vocabulary: str = "int8"  # embedding/lm_head: "int8" (per row, as the policy) or "int4" (row's INT4)
@@ -78,37 +81,39 @@ class Row:
 
 # fmt: off
 ROWS: dict[str, Row] = {
-    # The default policy (optimum-cli --weight-format int4), then its INT4 group size and symmetry.
-    "policy-g128":       Row(),
-    "policy-g64":        Row(group_size=64),
-    "policy-g32":        Row(group_size=32),
-    "policy-g128-sym":   Row(sym=True),
-    "policy-g64-sym":    Row(group_size=64, sym=True),
-    "policy-g32-sym":    Row(group_size=32, sym=True),
+    # The policy before issue #14 (Gated DeltaNet and every down_proj INT8, g128), its group size and symmetry.
+    "down8-g128":       Row(),
+    "down8-g64":        Row(group_size=64),
+    "down8-g32":        Row(group_size=32),
+    "down8-g128-sym":   Row(sym=True),
+    "down8-g64-sym":    Row(group_size=64, sym=True),
+    "down8-g32-sym":    Row(group_size=32, sym=True),
     # Which groups stay INT8 (Gated DeltaNet always does).
-    "attn8-g128":        Row(int8=(*POLICY, ATTENTION)),
-    "attn8-g64":         Row(int8=(*POLICY, ATTENTION), group_size=64),
-    "attn8-g32":         Row(int8=(*POLICY, ATTENTION), group_size=32),
+    "attn8-g128":        Row(int8=(*DOWN8, ATTENTION)),
+    "attn8-g64":         Row(int8=(*DOWN8, ATTENTION), group_size=64),
+    "attn8-g32":         Row(int8=(*DOWN8, ATTENTION), group_size=32),
     "down4-g128":        Row(int8=(GDN, ROUTERS)),
     "down4-g64":         Row(int8=(GDN, ROUTERS), group_size=64),
     "down4-g32":         Row(int8=(GDN, ROUTERS), group_size=32),
-    "gateup8-g128":      Row(int8=(*POLICY, GATE_UP)),
+    "gateup8-g128":      Row(int8=(*DOWN8, GATE_UP)),
     # Attention's INT8 bytes paid for with down_proj's or the vocabulary table's INT4.
     "attn8-down4-g64":   Row(int8=(GDN, ROUTERS, ATTENTION), group_size=64),
     "attn8-down4-g32":   Row(int8=(GDN, ROUTERS, ATTENTION), group_size=32),
     "attn8-ends8-g64":   Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=64),
     "attn8-ends8-g32":   Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=32),
-    "attn8-vocab4-g64":  Row(int8=(*POLICY, ATTENTION), group_size=64, vocabulary="int4"),
-    "attn8-vocab4-g32":  Row(int8=(*POLICY, ATTENTION), group_size=32, vocabulary="int4"),
+    "attn8-vocab4-g64":  Row(int8=(*DOWN8, ATTENTION), group_size=64, vocabulary="int4"),
+    "attn8-vocab4-g32":  Row(int8=(*DOWN8, ATTENTION), group_size=32, vocabulary="int4"),
     # The vocabulary table (tied embedding/lm_head) in the row's INT4 instead of INT8.
     "vocab4-g128":       Row(vocabulary="int4"),
     "vocab4-g64":        Row(group_size=64, vocabulary="int4"),
     "vocab4-g32":        Row(group_size=32, vocabulary="int4"),
     # MoE only: routers in INT4, or the whole shared expert in INT8.
     "routers4-g128":     Row(int8=(GDN, DOWN)),
-    "shared8-g128":      Row(int8=(*POLICY, SHARED_EXPERT)),
+    "shared8-g128":      Row(int8=(*DOWN8, SHARED_EXPERT)),
 }
 # fmt: on
+#: The row ``--weight-format int4`` is (optimum_qwen35/compression/policy.py).
+DEFAULT_ROW = "attn8-ends8-g32"
 
 #: The Qwen3.5-0.8B text config (a copy of the hub's), for the size column.
 SHAPE_0_8B = Path(__file__).parents[1] / "tests" / "data" / "hub-configs" / "Qwen3.5-0.8B" / "config.json"
@@ -271,7 +276,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", help="HF float32 score cache (default: optimum-qwen35 eval's)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument(
-        "--check-policy", type=int, metavar="N", help="compare policy-g128 with the plugin's int4 on N windows"
+        "--check-policy", type=int, metavar="N", help=f"compare row {DEFAULT_ROW} with the plugin's int4 on N windows"
     )
     args = parser.parse_args()
     names = args.rows.split(",")
@@ -300,13 +305,13 @@ def main() -> int:
     if args.check_policy:
         few = windows[np.rint(np.linspace(0, len(windows) - 1, args.check_policy)).astype(int)]
         plugin_ir = export_variant(checkpoint, "int4", work / "plugin-int4", "builtin")
-        ours = work / "policy-g128"
-        _save(compress(fp32_ir, ROWS["policy-g128"]), fp32_ir, ours)
-        plugin, sweep = score_ir(plugin_ir, few, desc="plugin int4"), score_ir(ours, few, desc="policy-g128")
+        ours = work / DEFAULT_ROW
+        _save(compress(fp32_ir, ROWS[DEFAULT_ROW]), fp32_ir, ours)
+        plugin, sweep = score_ir(plugin_ir, few, desc="plugin int4"), score_ir(ours, few, desc=DEFAULT_ROW)
         relative, largest = sweep.perplexity / plugin.perplexity - 1, np.abs(sweep.nll - plugin.nll).max()
         print(
             f"check: plugin --weight-format int4 {plugin.perplexity:.6f} ({ir_size_mb(plugin_ir):.3f} MB), "
-            f"sweep policy-g128 {sweep.perplexity:.6f} ({ir_size_mb(ours):.3f} MB) on {len(few)} windows: "
+            f"sweep {DEFAULT_ROW} {sweep.perplexity:.6f} ({ir_size_mb(ours):.3f} MB) on {len(few)} windows: "
             f"relative difference {relative:+.2e}, max |per-token NLL difference| {largest:.1e}",
             flush=True,
         )

@@ -6,11 +6,11 @@ speed does not depend on weight values, so it is measured here on random weights
 every candidate row of ``compression_sweep.ROWS`` compresses it with the plugin's own steps
 (``compression_sweep.compress``). Decode time per token (batch 1, after a 128-token prefill,
 default CPU precision) is measured in interleaved rounds — every candidate once per round — and
-reported as the median over rounds relative to ``policy-g128`` (the plugin's int4 default),
-because absolute times on a shared machine are noise.
+reported as the median over rounds relative to ``down8-g128`` (the plugin's int4 default before
+issue #14), because absolute times on a shared machine are noise.
 
     python benchmarks/int4_policy_decode.py --work-dir /tmp/q35-bench \\
-        [--rows policy-g128,attn8-ends8-g32] [--rounds 5] [--json out.json]
+        [--rows down8-g128,attn8-ends8-g32] [--rounds 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from compression_sweep import ROWS, _save, compress  # noqa: E402
 from int4_full_size import build_checkpoint, decode_ms_per_token, export  # noqa: E402
 
-BASELINE = "policy-g128"
+BASELINE = "down8-g128"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work-dir", default="q35-bench")
-    parser.add_argument("--rows", default="policy-g128,policy-g64,policy-g32,attn8-down4-g32,attn8-ends8-g32")
+    parser.add_argument("--rows", default="down8-g128,down8-g64,down8-g32,attn8-down4-g32,attn8-ends8-g32")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--steps", type=int, default=32)
@@ -49,7 +49,7 @@ def main() -> None:
     export(checkpoint, fp16, "fp16")
     folders = {}
     for name in names:
-        folder = work / f"policy-{name}"
+        folder = work / f"row-{name}"
         if not (folder / "openvino_model.xml").is_file():
             _save(compress(fp16, ROWS[name]), fp16, folder)
         folders[name] = folder

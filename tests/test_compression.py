@@ -18,14 +18,21 @@ from optimum_qwen35.errors import CalibrationDataError, CompressionConfigError
 
 
 def _kinds(precisions: dict) -> dict[str, set[str]]:
-    """Weight dtypes grouped by role: linear_attn projections, mlp.down_proj (dense, or an MoE
-    model's shared expert), other projections, embedding, conv."""
-    groups: dict[str, set[str]] = {k: set() for k in ("linear_attn", "down_proj", "projections", "embedding", "conv")}
+    """Weight dtypes grouped by policy role: Gated DeltaNet projections, full attention projections,
+    ``mlp.down_proj`` (dense, or an MoE model's shared expert) of the first and last decoder layer
+    (``down_ends``) and of the others (``down_proj``), the other MLP projections, embedding, conv."""
+    groups: dict[str, set[str]] = {
+        k: set() for k in ("linear_attn", "attention", "down_ends", "down_proj", "projections", "embedding", "conv")
+    }
+    layer_of = {name: int(m.group(1)) for name in precisions if (m := re.search(r"\.layers\.(\d+)\.", name))}
+    last = max(layer_of.values())
     for name, (dtype, _) in precisions.items():
         if ".linear_attn." in name:
             groups["linear_attn"].add(dtype)
+        elif ".self_attn." in name:
+            groups["attention"].add(dtype)
         elif re.search(r"\.mlp\.(shared_expert\.)?down_proj/", name):
-            groups["down_proj"].add(dtype)
+            groups["down_ends" if layer_of[name] in (0, last) else "down_proj"].add(dtype)
         elif "embed_tokens" in name:
             groups["embedding"].add(dtype)
         elif "GroupConvolution" in name:
@@ -33,6 +40,16 @@ def _kinds(precisions: dict) -> dict[str, set[str]]:
         elif "_proj" in name:
             groups["projections"].add(dtype)
     return groups
+
+
+def _assert_policy(groups: dict[str, set[str]], int4: str = "u4") -> None:
+    """The default policy's precision per role (docs/compression.md), INT4 as ``int4`` (u4 asym, i4 sym)."""
+    assert groups["linear_attn"] == {"u8"}, "Gated DeltaNet projections must be INT8 under the default policy"
+    assert groups["attention"] == {"u8"}, "full attention projections are INT8"
+    assert groups["down_ends"] == {"u8"}, "down_proj of the first and last layer is INT8"
+    assert groups["down_proj"] == groups["projections"] == {int4}, "the other MLP projections are INT4"
+    assert groups["embedding"] == {"u8"}
+    assert groups["conv"] == {"f32"}, "the depthwise conv1d must stay uncompressed"
 
 
 def _qkv_split_ranks(export_dir) -> list[int]:
@@ -85,15 +102,10 @@ def test_cli_int4_step_bar_covers_compression(cli_int4):
 
 
 def test_cli_int4_applies_the_qwen35_policy(cli_int4):
-    groups = _kinds(weight_precisions(cli_int4))
-    assert groups["linear_attn"] == {"u8"}, "Gated DeltaNet projections must be INT8 under the default policy"
-    assert groups["down_proj"] == {"u8"}
-    assert groups["projections"] == {"u4"}
-    assert groups["embedding"] == {"u8"}
-    assert groups["conv"] == {"f32"}, "the depthwise conv1d must stay uncompressed"
+    _assert_policy(_kinds(weight_precisions(cli_int4)))
     for name, (dtype, shape) in weight_precisions(cli_int4).items():
-        if dtype == "u4":  # the policy's largest group size dividing hidden_size 64 and o_proj's 128
-            assert shape[-1] == 64, f"{name}: INT4 group size should be 64, got weight shape {shape}"
+        if dtype == "u4":  # the policy's group size, 32 (divides hidden_size 64 and intermediate_size 128)
+            assert shape[-1] == 32, f"{name}: INT4 group size should be 32, got weight shape {shape}"
         if dtype in ("u4", "u8"):  # only real projection / embedding weights reach NNCF
             assert name.startswith("__module.model.") or "lm_head" in name or name.startswith("aten::to"), name
             # Graph constants such as the rotary inv_freq or one-channel MatMuls never do.
@@ -108,9 +120,7 @@ def test_cli_int4_on_a_dense_composite_checkpoint(composite_checkpoint, tmp_path
         "export", "openvino", "--model", str(composite_checkpoint), "--weight-format", "int4", str(out)
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    groups = _kinds(weight_precisions(out))
-    assert groups["linear_attn"] == groups["down_proj"] == groups["embedding"] == {"u8"}
-    assert groups["projections"] == {"u4"} and groups["conv"] == {"f32"}
+    _assert_policy(_kinds(weight_precisions(out)))
     assert set(_qkv_split_ranks(out)) == {4}
     _assert_runs(out, TEXT_CONFIG["vocab_size"])
 
@@ -122,17 +132,15 @@ def test_cli_int4_on_a_composite_moe_checkpoint(moe_composite_checkpoint, tmp_pa
     )
     assert result.returncode == 0, result.stderr[-3000:]
     precisions = weight_precisions(out)
-    groups = _kinds(precisions)
-    assert groups["linear_attn"] == {"u8"}
-    assert groups["down_proj"] == {"u8"}, "the shared expert's down_proj is INT8 like a dense model's"
+    _assert_policy(_kinds(precisions))  # down_proj: the shared expert's, as a dense model's
     routers = {dtype for name, (dtype, _) in precisions.items() if ".mlp.gate/" in name}
     assert routers == {"u8"}, "router weights must not be INT4"
     shared_gates = {dtype for name, (dtype, _) in precisions.items() if ".mlp.shared_expert_gate/" in name}
     assert shared_gates == {"f32"}, "the shared expert gate is never compressed (and traced in f32)"
     experts = [(dtype, shape) for name, (dtype, shape) in precisions.items() if ".mlp.experts/" in name]
     assert len(experts) == 3 * MOE_TEXT_CONFIG["num_hidden_layers"]
-    # INT4 group-wise on the 3-D expert weights [experts, out, groups, group size]; group size 16
-    # is the largest of the policy's sizes dividing moe_intermediate_size 48.
+    # INT4 group-wise on the 3-D expert weights [experts, out, groups, group size]; group size 16:
+    # the policy's 32 does not divide moe_intermediate_size 48.
     assert {dtype for dtype, _ in experts} == {"u4"}
     experts_count = MOE_TEXT_CONFIG["num_experts"]
     assert all(len(shape) == 4 and shape[0] == experts_count and shape[-1] == 16 for _, shape in experts)
@@ -148,26 +156,26 @@ def test_cli_int8_on_text_and_composite_checkpoints(kind, request, tmp_path):
     result = run_optimum_cli("export", "openvino", "--model", str(checkpoint), "--weight-format", "int8", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     groups = _kinds(weight_precisions(out))
-    assert groups["linear_attn"] == groups["down_proj"] == groups["projections"] == groups["embedding"] == {"u8"}
-    assert groups["conv"] == {"f32"}, "the depthwise conv1d stays uncompressed in INT8 too"
+    assert groups.pop("conv") == {"f32"}, "the depthwise conv1d stays uncompressed in INT8 too"
+    assert all(dtypes == {"u8"} for dtypes in groups.values()), groups
     _assert_runs(out, TEXT_CONFIG["vocab_size"])  # the MoE config shares it
     _assert_stream_invariant(out)
 
 
 def test_flags_override_the_policy(text_checkpoint, tmp_path):
     out = optimum_qwen35.export(
-        text_checkpoint, tmp_path / "a", weight_format="int4", sym=True, group_size=32, convert_tokenizer=False
+        text_checkpoint, tmp_path / "a", weight_format="int4", sym=True, group_size=16, convert_tokenizer=False
     )
     precisions = weight_precisions(out)
-    groups = _kinds(precisions)
-    assert groups["projections"] == {"i4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}
-    assert all(shape[-1] == 32 for dtype, shape in precisions.values() if dtype == "i4")
+    _assert_policy(_kinds(precisions), int4="i4")
+    assert all(shape[-1] == 16 for dtype, shape in precisions.values() if dtype == "i4")
 
     out = optimum_qwen35.export(
         text_checkpoint, tmp_path / "b", weight_format="int4", all_layers=True, convert_tokenizer=False
     )
     groups = _kinds(weight_precisions(out))
-    assert groups["linear_attn"] == groups["down_proj"] == {"u4"}, "--all-layers puts every projection in INT4"
+    assert groups.pop("conv") == {"f32"}
+    assert all(dtypes == {"u4"} for dtypes in groups.values()), f"--all-layers puts every projection in INT4: {groups}"
 
 
 def test_npu_preset_is_channelwise_symmetric_without_rank3_splits(text_checkpoint, tmp_path):
@@ -177,7 +185,7 @@ def test_npu_preset_is_channelwise_symmetric_without_rank3_splits(text_checkpoin
     precisions = weight_precisions(out)
     channelwise = [shape for dtype, shape in precisions.values() if dtype == "i4"]
     assert channelwise and all(len(shape) == 2 for shape in channelwise), "group_size -1 means one scale per row"
-    assert _kinds(precisions)["linear_attn"] == {"u8"}
+    _assert_policy(_kinds(precisions), int4="i4")
     assert set(_qkv_split_ranks(out)) == {4}
     _assert_runs(out, TEXT_CONFIG["vocab_size"])
 
@@ -201,8 +209,7 @@ def test_awq_without_data_is_data_free(text_checkpoint, tmp_path):
     out = optimum_qwen35.export(
         text_checkpoint, tmp_path / "awq", weight_format="int4", awq=True, convert_tokenizer=False
     )
-    groups = _kinds(weight_precisions(out))
-    assert groups["projections"] == {"u4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}
+    _assert_policy(_kinds(weight_precisions(out)))
     _assert_runs(out, TEXT_CONFIG["vocab_size"])
 
 
@@ -282,8 +289,7 @@ def test_data_aware_compression_on_the_dense_reference(reference_checkpoint, tmp
         num_samples=8,
         convert_tokenizer=False,
     )
-    groups = _kinds(weight_precisions(out))
-    assert groups["projections"] == {"u4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}
+    _assert_policy(_kinds(weight_precisions(out)))
     config = json.loads((out / "config.json").read_text())
     _assert_runs(out, config.get("text_config", config)["vocab_size"])
 
@@ -304,8 +310,29 @@ def test_from_pretrained_bits4_gets_the_policy(text_checkpoint, tmp_path):
 
     model = OVModelForCausalLM.from_pretrained(text_checkpoint, export=True, quantization_config={"bits": 4})
     model.save_pretrained(tmp_path / "out")
-    groups = _kinds(weight_precisions(tmp_path / "out"))
-    assert groups["projections"] == {"u4"} and groups["linear_attn"] == groups["down_proj"] == {"u8"}
+    _assert_policy(_kinds(weight_precisions(tmp_path / "out")))
+
+
+def test_policy_int8_set_names_the_first_and_last_down_proj_for_any_depth():
+    from optimum_qwen35.compression import policy
+
+    patterns = policy.int8_patterns_for({"num_hidden_layers": 24, "num_experts": 8})
+    down = "__module.model.layers.{}.mlp.down_proj/aten::linear/MatMul"
+    shared = "__module.model.language_model.layers.{}.mlp.shared_expert.down_proj/aten::linear/MatMul"
+
+    def int8(name: str) -> bool:
+        return any(re.match(p, name) for p in patterns)
+
+    assert [i for i in range(24) if int8(down.format(i))] == [0, 23]
+    assert [i for i in range(24) if int8(shared.format(i))] == [0, 23]
+    assert int8("__module.model.layers.5.self_attn.o_proj/aten::linear/MatMul")
+    assert int8("__module.model.layers.5.mlp.gate/aten::linear/MatMul")  # the router
+    assert not int8("__module.model.layers.5.mlp.shared_expert_gate/aten::linear/MatMul")
+    assert not int8("__module.model.layers.5.mlp.up_proj/aten::linear/MatMul")
+    # The second pass recognises the policy's patterns whatever the depth, and nothing else.
+    assert all(policy.is_int8_pattern(p) for p in patterns + policy.int8_patterns_for({"num_hidden_layers": 8}))
+    assert not policy.is_int8_pattern(r".*\.mlp\.up_proj/.*")
+    assert not policy.is_int8_pattern(policy.MOE_SHARED_EXPERT_GATE)
 
 
 def test_gptq_on_moe_switches_to_symmetric_int4():

@@ -1,12 +1,13 @@
 """The second compression pass: INT8 for the weights the INT4 pass left out by policy.
 
 ``nncf.compress_weights`` takes one primary precision per call. The policy wants INT4 for most
-weights and INT8 for the Gated DeltaNet projections, ``mlp.down_proj`` (MoE: the shared expert's)
-and MoE routers, so the INT4 pass ignores those weights (:data:`.policy.INT8_PATTERNS` in its
-ignored scope) and this pass compresses exactly them to
-INT8. NNCF skips weights that are already compressed, and everything that does
-not match the policy pattern is ignored here, so nothing is compressed twice and weights the user
-chose to ignore stay as they are. optimum-intel's GPT-OSS recipe uses the same two-pass scheme.
+weights and INT8 for the Gated DeltaNet and full attention projections, the first and last
+layer's ``mlp.down_proj`` (MoE: the shared expert's) and the MoE router, so the INT4 pass ignores
+those weights (the :func:`.policy.is_int8_pattern` patterns in its ignored scope) and this pass
+compresses exactly them to INT8. NNCF skips weights that are already compressed, and everything
+that does not match a policy pattern is ignored here, so nothing is compressed twice and weights
+the user chose to ignore stay as they are. optimum-intel's GPT-OSS recipe uses the same two-pass
+scheme.
 """
 
 from __future__ import annotations

@@ -1,21 +1,27 @@
 """The Qwen3.5 weight-compression policy: what each weight becomes under ``--weight-format``.
 
-Chosen by measurement on the trained reference checkpoint with ``optimum-qwen35 eval`` and
-``benchmarks/compression_sweep.py`` (numbers and method in ``docs/compression.md``):
+Chosen on the Pareto front of accuracy, size and decode time, measured on the whole held-out file
+of both trained references with ``benchmarks/compression_sweep.py`` (accuracy, IR size on the
+0.8B shape) and ``benchmarks/int4_policy_decode.py`` (decode time); numbers in
+``docs/compression.md``. Under ``--weight-format int4``:
 
-* Gated DeltaNet projections (``linear_attn.in_proj_*``, ``linear_attn.out_proj``) are the most
-  sensitive weights: INT4 there costs the most perplexity and turns large checkpoints into
-  garbage (openvino.genai#4467, nncf#4217). They are compressed to INT8 (asymmetric,
-  per-channel) instead.
-* ``mlp.down_proj`` is the next most sensitive (as llama.cpp's Q4_K_M also finds, which keeps
-  ``ffn_down`` at 6 bits): INT8 as well; in MoE models the shared expert's ``down_proj`` and the
-  router ``mlp.gate`` are INT8, the routed experts INT4.
-* Both INT8 groups are compressed by a second NNCF pass, see :mod:`.mixed_precision`.
-* Embeddings and ``lm_head`` get NNCF's backup precision (INT8 asymmetric) — NNCF's own rule for
-  the first and last layer when ``--all-layers`` is not given.
-* Everything else (attention q/k/v/o, MLP gate/up, routed experts) is INT4 asymmetric with the
-  largest group size in :data:`INT4_GROUP_SIZES` that divides every INT4 weight's input channels (128 on every
-  public Qwen3.5 shape).
+* INT8 (asymmetric, per output channel), compressed by a second NNCF pass (:mod:`.mixed_precision`):
+
+  * the Gated DeltaNet projections (``linear_attn.in_proj_*``, ``linear_attn.out_proj``): the most
+    sensitive weights; INT4 there turns large checkpoints into garbage (openvino.genai#4467,
+    nncf#4217);
+  * full attention ``self_attn.q/k/v/o_proj``: a quarter of the layers, and the cheapest accuracy
+    per byte after the group size;
+  * ``mlp.down_proj`` (MoE: the shared expert's) of the first and the last decoder layer only —
+    INT8 in every layer costs twice the bytes of INT8 attention for less (llama.cpp's Q4_K_M
+    likewise raises only part of its ``ffn_down`` tensors);
+  * the MoE router ``mlp.gate``.
+
+* Embeddings and ``lm_head``: NNCF's backup precision (INT8 asymmetric per row), NNCF's own rule
+  for the first and last layer when ``--all-layers`` is not given.
+* Everything else (MLP ``gate/up_proj``, the other ``down_proj``, the MoE routed experts and
+  shared expert ``gate/up``): INT4 asymmetric in groups of 32 input channels (the first of
+  :data:`INT4_GROUP_SIZES` dividing every INT4 weight's input channels; 32 on every public shape).
 * Never compressed, whatever the weight format: the depthwise conv1d (an op type NNCF would
   otherwise give INT8) and the MoE shared expert's one-row gate (:data:`NEVER_COMPRESSED_PATTERNS`);
   ``A_log``, ``dt_bias``, norms and the rotary frequencies are not weight MatMuls/Gathers in our graph.
@@ -28,6 +34,7 @@ exceptions (every projection INT4, as NNCF would do).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from ..errors import CompressionConfigError
@@ -43,10 +50,13 @@ LINEAR_ATTENTION_PROJECTIONS = r".*\.linear_attn\.(?:in_proj_qkv|in_proj_z|in_pr
 #: otherwise give it INT8 backup precision; it is tiny and feeds the recurrence directly).
 NEVER_COMPRESSED_TYPES = ("GroupConvolution",)
 
-#: MLP output projections: a dense model's ``mlp.down_proj``, or an MoE model's shared expert
-#: ``mlp.shared_expert.down_proj`` (the routed experts' down projections stay INT4, see
-#: docs/compression.md).
-MLP_DOWN_PROJECTIONS = r".*\.mlp\.(?:shared_expert\.)?down_proj/.*"
+#: Full attention projections (``self_attn.q_proj`` also carries the output gate).
+ATTENTION_PROJECTIONS = r".*\.self_attn\.(?:q_proj|k_proj|v_proj|o_proj)/.*"
+
+#: MLP output projections of the first and the last decoder layer (``{last}``: the last layer's
+#: index): a dense model's ``mlp.down_proj``, or an MoE model's shared expert
+#: ``mlp.shared_expert.down_proj`` (the routed experts' down projections stay INT4).
+MLP_DOWN_PROJECTIONS_AT_ENDS = r".*\.layers\.(?:0|{last})\.mlp\.(?:shared_expert\.)?down_proj/.*"
 
 #: The MoE router ``mlp.gate``: small, and a routing decision flipped by INT4 noise changes which
 #: experts run at all.
@@ -64,20 +74,32 @@ MOE_SHARED_EXPERT_GATE = r".*\.mlp\.shared_expert_gate/.*"
 #: Weights no compression pass touches, by node name (NNCF ignored-scope patterns).
 NEVER_COMPRESSED_PATTERNS = (MOE_SHARED_EXPERT_GATE,)
 
-#: Every pattern the policy may put in INT8 (the second pass recognises them by this list).
-INT8_PATTERNS = (LINEAR_ATTENTION_PROJECTIONS, MLP_DOWN_PROJECTIONS, MOE_ROUTERS)
+#: The INT8 patterns that do not depend on the model's depth.
+_FIXED_INT8_PATTERNS = (LINEAR_ATTENTION_PROJECTIONS, ATTENTION_PROJECTIONS, MOE_ROUTERS)
+
+
+def down_projections_at_ends(num_layers: int) -> str:
+    """:data:`MLP_DOWN_PROJECTIONS_AT_ENDS` for a model of ``num_layers`` decoder layers."""
+    return MLP_DOWN_PROJECTIONS_AT_ENDS.replace("{last}", str(num_layers - 1))
+
+
+def is_int8_pattern(pattern: str) -> bool:
+    """True for a pattern of the policy's INT8 set (what the second pass compresses), for any depth."""
+    ends = re.escape(MLP_DOWN_PROJECTIONS_AT_ENDS).replace(re.escape("{last}"), r"\d+")
+    return pattern in _FIXED_INT8_PATTERNS or re.fullmatch(ends, pattern) is not None
 
 
 def int8_patterns_for(text_config: dict[str, Any]) -> list[str]:
     """The INT8 patterns that apply to this model (NNCF refuses ignored-scope patterns that match nothing)."""
-    patterns = [LINEAR_ATTENTION_PROJECTIONS, MLP_DOWN_PROJECTIONS]
+    depth = text_config["num_hidden_layers"]
+    patterns = [LINEAR_ATTENTION_PROJECTIONS, ATTENTION_PROJECTIONS, down_projections_at_ends(depth)]
     if text_config.get("num_experts"):
         patterns.append(MOE_ROUTERS)
     return patterns
 
 
 #: Preferred INT4 group sizes, best first (see docs/compression.md for the measurement).
-INT4_GROUP_SIZES = (128, 64, 32, 16)
+INT4_GROUP_SIZES = (32, 16)
 INT4_SYMMETRIC = False
 
 #: NNCF algorithms that need calibration data (AWQ alone can run data-free).
@@ -117,8 +139,7 @@ def _int4_channels(text_config: dict[str, Any], all_layers: bool) -> dict[str, i
     channels = int4_input_channels(text_config)
     if not all_layers:  # INT8 (per-channel) under the policy: no group size applies
         channels.pop("linear_attn.out_proj", None)
-        channels.pop("mlp.down_proj", None)
-        channels.pop("shared_expert.down_proj", None)
+        channels.pop("self_attn.o_proj", None)
     return channels
 
 
@@ -235,4 +256,4 @@ def int8_patterns(config: Any) -> list[str]:
     scope = config_value(config, "ignored_scope")
     if scope is None:
         return []
-    return [p for p in config_value(scope, "patterns") or [] if p in INT8_PATTERNS]
+    return [p for p in config_value(scope, "patterns") or [] if is_int8_pattern(p)]
