@@ -9,6 +9,7 @@ folders have none). ``--weight-format int4`` alone must apply the Qwen3.5 policy
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,9 @@ def test_int4_with_no_other_flag_applies_the_policy(size, tmp_path):
         for role in ("linear_attn.in_proj_qkv", "linear_attn.out_proj", "self_attn.q_proj", "self_attn.o_proj")
     }
     assert by_role["linear_attn.in_proj_qkv"] == by_role["linear_attn.out_proj"] == {"u8"}  # never INT4
-    assert by_role["self_attn.q_proj"] == by_role["self_attn.o_proj"] == {"u4"}
+    assert by_role["self_attn.q_proj"] == by_role["self_attn.o_proj"] == {"u8"}
+    mlp_up = {dtype for name, (dtype, _) in precisions.items() if re.search(r"\.mlp\.(up_proj|experts)/", name)}
+    assert mlp_up == {"u4"}, "the MLP (dense up_proj, MoE routed experts) is INT4"
     compiled = compile_ir(export)
     assert "GatedDeltaNet" in runtime_layer_types(compiled)
     hf = hf_float32(checkpoint)

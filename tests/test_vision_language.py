@@ -381,8 +381,10 @@ def test_int4_cli_compresses_the_whole_layout(vl_reference_int4):
     language = weight_types("language")
     assert any("mlp.gate_proj" in n and t in ("u4", "i4") for n, t in language.items())
     assert all(t in ("u8", "i8") for n, t in language.items() if "linear_attn" in n)  # never INT4 on GDN
+    assert all(t == "u8" for n, t in language.items() if "self_attn" in n)  # the policy's INT8 attention
     mtp = weight_types("mtp")
-    assert any("self_attn.q_proj" in n and t in ("u4", "i4") for n, t in mtp.items())
+    assert {t for n, t in mtp.items() if "self_attn" in n} == {"u8"}
+    assert any("mlp.gate_proj" in n and t in ("u4", "i4") for n, t in mtp.items())
     assert "GatedDeltaNet" in runtime_layer_types(_compile(out, "language"))
     text = openvino_genai.VLMPipeline(str(out), "CPU", **F32).generate("def add(a, b):\n", generation_config=_greedy(8))
     assert text.texts[0].strip()
