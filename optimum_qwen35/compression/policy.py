@@ -33,6 +33,7 @@ exceptions (every projection INT4, as NNCF would do).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from typing import Any
@@ -66,8 +67,8 @@ MOE_ROUTERS = r".*\.mlp\.gate/.*"
 #: that one-row weight compressed (INT8 or INT4 alike), OpenVINO 2026.4's CPU plugin computes the
 #: whole model wrongly once it is compiled with more than one stream (throughput hint, OVMS): on the
 #: trained MoE reference the logits move by up to 10 with ``NUM_STREAMS=2`` and are bit-identical
-#: with 1, and perplexity reads +10 % instead of +0.8 % (docs/compression.md). The same IR with
-#: that weight alone left in f16 is stream-invariant. It holds ``hidden`` values per layer (2048 on
+#: with 1, and perplexity reads +10 % instead of +0.7 % (docs/compression.md). With that weight
+#: alone uncompressed the IR is stream-invariant. It holds ``hidden`` values per layer (2048 on
 #: 35B-A3B): nothing to save.
 MOE_SHARED_EXPERT_GATE = r".*\.mlp\.shared_expert_gate/.*"
 
@@ -219,8 +220,6 @@ def with_never_compressed(config: Any) -> Any:
     Applied to every compression of a plugin IR (``--weight-format int4|int8``, Python
     ``quantization_config``, each part of the vision-language layout), whatever built the config.
     """
-    import copy
-
     scope = dict(config_value(config, "ignored_scope") or {})
     for key, extra in (("types", NEVER_COMPRESSED_TYPES), ("patterns", NEVER_COMPRESSED_PATTERNS)):
         present = list(scope.get(key) or [])
@@ -235,8 +234,6 @@ def with_never_compressed(config: Any) -> Any:
 def data_free(config: Any) -> Any:
     """A copy of an optimum-intel weight config without calibration data or the algorithms that need it
     (AWQ stays: NNCF runs it data-free)."""
-    import copy
-
     config = copy.deepcopy(config)
     for name in ("dataset", *DATA_AWARE_FLAGS):
         if isinstance(config, dict):
