@@ -107,9 +107,13 @@ ROWS: dict[str, Row] = {
     "vocab4-g128":       Row(vocabulary="int4"),
     "vocab4-g64":        Row(group_size=64, vocabulary="int4"),
     "vocab4-g32":        Row(group_size=32, vocabulary="int4"),
-    # MoE only: routers in INT4, or the whole shared expert in INT8.
+    # MoE only: routers in INT4, or the whole shared expert in INT8 (old default, then the default).
     "routers4-g128":     Row(int8=(GDN, DOWN)),
     "shared8-g128":      Row(int8=(*DOWN8, SHARED_EXPERT)),
+    "attn8-ends8-routers4-g32": Row(int8=(GDN, ATTENTION, DOWN_ENDS), group_size=32),
+    "attn8-ends8-shared8-g32":  Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS, SHARED_EXPERT), group_size=32),
+    # The default with symmetric INT4.
+    "attn8-ends8-g32-sym": Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=32, sym=True),
 }
 # fmt: on
 #: The row ``--weight-format int4`` is (optimum_qwen35/compression/policy.py).
