@@ -39,7 +39,7 @@ from transformers import AutoTokenizer
 
 import optimum_qwen35
 from optimum_qwen35.compression.embedding import compress_vocabulary_tables
-from optimum_qwen35.compression.hooks import with_all_layers
+from optimum_qwen35.compression.hooks import scoped_to, with_all_layers
 from optimum_qwen35.compression.mixed_precision import compress_int8
 from optimum_qwen35.compression.policy import (
     ATTENTION_PROJECTIONS,
@@ -134,12 +134,12 @@ def compress(fp32_ir: Path, row: Row) -> ov.Model:
     model = ov.Core().read_model(fp32_ir / "openvino_model.xml")
     names = [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() in _WEIGHTED_OPS]
     layers = 1 + max(int(m.group(1)) for n in names if (m := re.search(r"\.layers\.(\d+)\.", n)))
-    # NNCF refuses ignored-scope patterns that match nothing (the plugin adds routers only to MoE).
-    patterns = [p for p in resolved(row.int8, layers) if any(re.match(p, name) for name in names)]
     config = {"bits": 4, "sym": row.sym, "group_size": row.group_size, "ratio": 1.0, "all_layers": None}
-    config = with_never_compressed(config | {"ignored_scope": {"patterns": patterns}})  # as the plugin's hook
-    scope = config["ignored_scope"]
-    scope["patterns"] = [p for p in scope["patterns"] if any(re.match(p, name) for name in names)]
+    config["ignored_scope"] = {"patterns": resolved(row.int8, layers)}
+    # As the plugin's hook: the never-compressed weights added, the patterns this model lacks
+    # dropped (NNCF refuses ignored-scope patterns that match nothing; routers exist only in MoE).
+    config = scoped_to(model, with_never_compressed(config))
+    patterns = [p for p in resolved(row.int8, layers) if p in config["ignored_scope"]["patterns"]]
     if row.vocabulary == "int8":
         compress_vocabulary_tables(model, nncf.CompressWeightsMode.INT8_ASYM)
         config = with_all_layers(config)
