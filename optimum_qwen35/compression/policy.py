@@ -13,8 +13,8 @@ of both trained references with ``benchmarks/compression_sweep.py`` (accuracy, I
   * full attention ``self_attn.q/k/v/o_proj``: a quarter of the layers, and the cheapest accuracy
     per byte after the group size;
   * ``mlp.down_proj`` (MoE: the shared expert's) of the first and the last decoder layer only —
-    INT8 in every layer costs twice the bytes of INT8 attention for less (llama.cpp's Q4_K_M
-    likewise raises only part of its ``ffn_down`` tensors);
+    INT8 in every layer costs twice the bytes of INT8 attention for less accuracy per byte
+    (llama.cpp's Q4_K_M likewise raises only part of its ``ffn_down`` tensors);
   * the MoE router ``mlp.gate``.
 
 * Embeddings and ``lm_head``: NNCF's backup precision (INT8 asymmetric per row), NNCF's own rule
