@@ -52,9 +52,10 @@ from .output_dir import overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .processor_files import write_processor_files
 from .progress import advance, export_progress
+from .scratch import scratch_space
 from .stateful import make_hybrid_stateful, mark_plugin_ir
 from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
-from .weight_dtypes import restore_16bit_moe_weights
+from .weight_dtypes import mark_expert_decompression
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,8 @@ def install(model_types: set[str]) -> None:
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),
-                zero_copy_loading(model_name_or_path, staging.parent),
+                scratch_space(staging.parent),
+                zero_copy_loading(model_name_or_path),
                 released_file_pages(),
                 checked_preprocessors(model_name_or_path),
             ):
@@ -198,12 +200,12 @@ def install(model_types: set[str]) -> None:
     def make_patch_stateful(original):
         def patch_stateful(config, ov_model):
             if config.model_type == MTP_MODEL_TYPE:  # one KV pair: optimum-intel's step, as GenAI expects
-                restore_16bit_moe_weights(ov_model)
+                mark_expert_decompression(ov_model)
                 original(config, ov_model)
                 return mark_plugin_ir(ov_model)
             if config.get_text_config().model_type in model_types or config.model_type in model_types:
                 advance("stateful")
-                restore_16bit_moe_weights(ov_model)
+                mark_expert_decompression(ov_model)
                 return make_hybrid_stateful(ov_model)
             return original(config, ov_model)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import checkpoint_dtype, load_config, safetensors_header, weight_files
 from ..errors import CheckpointError
 from .config import TASKS
+from .scratch import current_scratch
 
 #: safetensors dtype names of the floating-point tensors a checkpoint may hold.
 _FLOAT_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
@@ -166,12 +166,12 @@ def _refuse_missing_weights(folder: Path, info: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def zero_copy_loading(model_name_or_path: Any, scratch_parent: Path) -> Iterator[None]:
+def zero_copy_loading(model_name_or_path: Any) -> Iterator[None]:
     """While active, optimum-intel loads this local checkpoint with :func:`load_for_export`.
 
-    Converted weights go to a hidden scratch folder in ``scratch_parent``, removed on exit. Any
-    other model, a hub id, a ``subfolder`` or a task other than text generation goes through
-    optimum-intel's own loading, as does everything after the context exits.
+    Converted weights go to the export's scratch space (:func:`.scratch.scratch_space`, which must
+    be active). Any other model, a hub id, a ``subfolder`` or a task other than text generation
+    goes through optimum-intel's own loading, as does everything after the context exits.
     """
     folder = Path(str(model_name_or_path))
     original = TasksManager.__dict__["get_model_from_task"]
@@ -186,15 +186,13 @@ def zero_copy_loading(model_name_or_path: Any, scratch_parent: Path) -> Iterator
         )
         if not ours:
             return original.__func__(task, model_name_or_path, subfolder, *args, **kwargs)
-        return load_for_export(folder, kwargs.get("torch_dtype"), scratch)
+        return load_for_export(folder, kwargs.get("torch_dtype"), current_scratch())
 
     if not folder.is_dir():
         yield
         return
-    with tempfile.TemporaryDirectory(prefix=".qwen35-scratch-", dir=scratch_parent, ignore_cleanup_errors=True) as name:
-        scratch = Path(name)
-        TasksManager.get_model_from_task = staticmethod(get_model_from_task)
-        try:
-            yield
-        finally:
-            TasksManager.get_model_from_task = original
+    TasksManager.get_model_from_task = staticmethod(get_model_from_task)
+    try:
+        yield
+    finally:
+        TasksManager.get_model_from_task = original

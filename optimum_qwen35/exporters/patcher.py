@@ -8,12 +8,13 @@ Everything is restored on exit, even if tracing fails.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 
-from ..modeling import StaticQwen35Decoder
-from ..modeling.delta_rule_cell import conversion_extensions
+from ..modeling import StaticQwen35Decoder, delta_rule_cell
+from . import weight_dtypes
 from .progress import advance
 
 
@@ -24,7 +25,11 @@ class Qwen35TextPatcher:
         self._model = model
         self._decoder = StaticQwen35Decoder(model)
         self._with_past = bool(getattr(config, "use_past_in_inputs", False))
-        self.module_extensions, self.conversion_extensions = conversion_extensions()
+        cell_modules, cell_conversions = delta_rule_cell.conversion_extensions()
+        weight_modules, weight_conversions = weight_dtypes.conversion_extensions()
+        self.module_extensions = cell_modules | weight_modules
+        self.conversion_extensions = cell_conversions + weight_conversions
+        self._held_experts = contextlib.ExitStack()
 
         forward = self._traced_forward()
         self.orig_forward = forward
@@ -77,9 +82,11 @@ class Qwen35TextPatcher:
         self._model.forward = self.patched_forward
         self._upcast_gate_projections()
         self._decoder.attach_cells()
+        self._held_experts.enter_context(weight_dtypes.held_16bit_experts(self._model))
         return self
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self._held_experts.close()
         self._decoder.detach_cells()
         for linear, weight in reversed(self._saved_weights):
             linear.weight = weight

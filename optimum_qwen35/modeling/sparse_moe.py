@@ -22,6 +22,19 @@ import torch
 
 #: Marks an experts module whose ``forward`` the export replaced (and must restore).
 _PATCHED = "_optimum_qwen35_vectorized"
+#: Where an export may hold an experts module's weights for the trace: a module returning
+#: ``(gate [E, I, H], up [E, I, H], down [E, H, I])`` (``exporters.weight_dtypes``).
+WEIGHTS_ATTRIBUTE = "_optimum_qwen35_weights"
+
+
+def expert_weights(experts: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(gate [E, I, H], up [E, I, H], down [E, H, I])`` of an experts module: what the export holds
+    for it, or views of its ``gate_up_proj`` (gate rows first) and ``down_proj``."""
+    held = getattr(experts, WEIGHTS_ATTRIBUTE, None)
+    if held is not None:
+        return held()
+    gate, up = experts.gate_up_proj.chunk(2, dim=1)
+    return gate, up, experts.down_proj
 
 
 def vectorized_experts_forward(
@@ -40,16 +53,16 @@ def vectorized_experts_forward(
     Returns:
         ``[N, H]``: ``sum_k weight_k · down_e(act(gate_e(x)) · up_e(x))`` over the routed experts.
     """
-    num_experts, hidden = experts.gate_up_proj.shape[0], hidden_states.shape[-1]
+    gate_weight, up_weight, down_weight = expert_weights(experts)
+    num_experts, hidden = gate_weight.shape[0], hidden_states.shape[-1]
     routing = torch.zeros(hidden_states.shape[0], num_experts, dtype=top_k_weights.dtype)
     routing = routing.scatter(1, top_k_index, top_k_weights)  # [N, E], zero for experts not chosen
 
-    # Separate gate and up MatMuls (the 3-GEMM pattern); the chunk of a weight folds to constants.
-    gate_weight, up_weight = experts.gate_up_proj.chunk(2, dim=1)
+    # Separate gate and up MatMuls (the 3-GEMM pattern): two weights, not a slice of one.
     tiled = hidden_states.repeat(num_experts, 1).view(num_experts, -1, hidden)  # [E, N, H]
     gate = torch.bmm(tiled, gate_weight.transpose(1, 2))
     up = torch.bmm(tiled, up_weight.transpose(1, 2))
-    out = torch.bmm(experts.act_fn(gate) * up, experts.down_proj.transpose(1, 2))  # [E, N, H]
+    out = torch.bmm(experts.act_fn(gate) * up, down_weight.transpose(1, 2))  # [E, N, H]
     out = out.view(num_experts, -1, 1, hidden) * routing.transpose(0, 1).view(num_experts, -1, 1)[..., None]
     return out.sum(dim=0).view(-1, hidden).to(hidden_states.dtype)
 
@@ -57,7 +70,11 @@ def vectorized_experts_forward(
 def is_sparse_moe(mlp: torch.nn.Module) -> bool:
     """True for a sparse MoE block (router ``gate`` + ``experts`` holding 3-D expert weights)."""
     experts = getattr(mlp, "experts", None)
-    return experts is not None and getattr(getattr(experts, "gate_up_proj", None), "ndim", 0) == 3
+    if experts is None:
+        return False
+    if hasattr(experts, WEIGHTS_ATTRIBUTE):
+        return True
+    return getattr(getattr(experts, "gate_up_proj", None), "ndim", 0) == 3
 
 
 def vectorize_experts(mlp: torch.nn.Module) -> None:

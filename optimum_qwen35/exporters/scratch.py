@@ -1,0 +1,108 @@
+"""File-backed scratch space for the tensors an export makes.
+
+An export never needs a tensor it makes (a dtype conversion on load, the gate and up halves of the
+fused MoE experts) to live in anonymous memory: each one is written once and then only read — by
+the OpenVINO converter, which wraps it as a constant sharing its memory, and by the IR writer. So
+each is written to a safetensors file in a hidden folder beside the output, as it is made, and
+mapped back: its pages are clean file pages that the kernel may drop and that
+:mod:`.page_release` hands back, like the checkpoint's own. This is the one place that writes such
+tensors; loading (:mod:`.loading`) and the expert weights (:mod:`.weight_dtypes`) use it.
+
+The tensors are streamed through one reused buffer of :data:`CHUNK_BYTES`, whatever their strides:
+a temporary per tensor would be freed right after and, below glibc's mmap threshold, leave the
+heap fragmented (1.4 GB of resident but unused memory on the 2B shape).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+import json
+import struct
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+#: safetensors' names of the dtypes scratch tensors may have.
+DTYPE_NAMES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}
+
+#: Bytes copied per step (the size of the one reused buffer).
+CHUNK_BYTES = 16 * 2**20
+
+_folder: contextvars.ContextVar[Path | None] = contextvars.ContextVar("qwen35_scratch_folder", default=None)
+_counter = itertools.count()
+
+
+@contextlib.contextmanager
+def scratch_space(parent: Path) -> Iterator[Path]:
+    """While active, :func:`write_tensors` writes into a hidden folder in ``parent``, removed on exit.
+
+    ``parent`` should be the output's own disk, not a RAM-backed ``/tmp``. Nested blocks reuse the
+    outer folder.
+    """
+    if _folder.get() is not None:
+        yield _folder.get()
+        return
+    with tempfile.TemporaryDirectory(prefix=".qwen35-scratch-", dir=parent, ignore_cleanup_errors=True) as name:
+        token = _folder.set(Path(name))
+        try:
+            yield Path(name)
+        finally:
+            _folder.reset(token)
+
+
+def current_scratch() -> Path | None:
+    """The active scratch folder, or None outside :func:`scratch_space`."""
+    return _folder.get()
+
+
+def _pieces(tensor: torch.Tensor, elements: int) -> Iterator[torch.Tensor]:
+    """Slices along the leading dimensions, in memory order of a contiguous copy, each at most
+    ``elements`` long unless a single innermost row is longer."""
+    if tensor.numel() <= elements or tensor.dim() <= 1:
+        yield tensor
+        return
+    for part in tensor:
+        yield from _pieces(part, elements)
+
+
+def write_tensors(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Write ``tensors`` (any strides; converted to ``dtype`` when given) to one scratch
+    safetensors file and return ``{name: tensor}`` mapped from it, each contiguous.
+
+    The file is unlinked once mapped (where the OS allows it), so it disappears with the mapping.
+    Outside :func:`scratch_space` the tensors become contiguous copies in memory instead.
+    """
+    folder = current_scratch()
+    if folder is None:
+        return {name: t.to(dtype or t.dtype).contiguous() for name, t in tensors.items()}
+    header, offset = {}, 0
+    for name, tensor in tensors.items():
+        target = dtype or tensor.dtype
+        size = tensor.numel() * target.itemsize
+        entry = {"dtype": DTYPE_NAMES[target], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        header[name] = entry
+        offset += size
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as safetensors does
+    destination = folder / f"{next(_counter)}.safetensors"
+    buffer = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
+    with destination.open("wb") as out:
+        out.write(struct.pack("<Q", len(encoded)) + encoded)
+        for tensor in tensors.values():
+            target = dtype or tensor.dtype
+            staged = buffer.view(target)
+            for piece in _pieces(tensor, staged.numel()):
+                count = piece.numel()
+                chunk = staged[:count] if count <= staged.numel() else torch.empty(count, dtype=target)
+                chunk.view(piece.shape).copy_(piece)
+                out.write(chunk.view(torch.uint8).numpy())
+    mapped = safe_open(str(destination), framework="pt")
+    result = {name: mapped.get_tensor(name) for name in tensors}
+    with contextlib.suppress(OSError):  # Windows keeps a mapped file; the folder goes at the end
+        destination.unlink()
+    return result
