@@ -216,13 +216,13 @@ def test_openvino_write_error_is_reported_as_a_full_disk_only_when_it_is(
 def test_disk_full_while_converting_weights_leaves_nothing(text_checkpoint, tmp_path, monkeypatch):
     # --weight-format fp16 of a bf16 checkpoint writes converted weights to a scratch folder beside
     # the output first: a full disk there must leave neither that folder nor a partial output.
-    from optimum_qwen35.exporters import loading
+    from optimum_qwen35.exporters import loading, scratch
 
-    def write_half_then_fail(tensors, dtype, destination):
-        destination.write_bytes(b"\0" * 4096)
+    def write_half_then_fail(tensors, dtype=None):
+        (scratch.current_scratch() / "0.safetensors").write_bytes(b"\0" * 4096)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(loading, "_write_converted", write_half_then_fail)
+    monkeypatch.setattr(loading, "write_tensors", write_half_then_fail)
     with pytest.raises(DiskFullError, match="No space left on device while exporting"):
         optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="fp16", convert_tokenizer=False)
     assert list(tmp_path.iterdir()) == []

@@ -10,17 +10,15 @@ keeps any tensor it does not have to convert. Pages are then read from disk only
 converter or the compressor touches them, and they are clean file pages the kernel may drop.
 
 A tensor stored in another dtype than the one requested (``--weight-format fp16`` of a bf16
-checkpoint) is converted chunk by chunk into one scratch safetensors file beside the output, which
-is then mapped like the checkpoint: the converted weights are clean file pages too, which
-:mod:`.page_release` can hand back, instead of anonymous memory that has to stay resident (1.5 GB,
-the whole peak above the checkpoint, on the 0.8B shape).
+checkpoint) is converted chunk by chunk into the export's file-backed scratch space beside the
+output (:mod:`.scratch`), which is then mapped like the checkpoint: the converted weights are clean
+file pages too, which :mod:`.page_release` can hand back, instead of anonymous memory that has to
+stay resident (1.5 GB, the whole peak above the checkpoint, on the 0.8B shape).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,86 +31,39 @@ from tqdm.auto import tqdm
 from ..checkpoint import checkpoint_dtype, load_config, safetensors_header, weight_files
 from ..errors import CheckpointError
 from .config import TASKS
-from .scratch import current_scratch
+from .scratch import write_tensors
 
 #: safetensors dtype names of the floating-point tensors a checkpoint may hold.
 _FLOAT_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
-_DTYPE_NAMES = {dtype: name for name, dtype in _FLOAT_DTYPES.items()}
 _HALF = (torch.bfloat16, torch.float16)
 
-#: Bytes read per step when a tensor is converted on load (the size of the one reused buffer).
-CHUNK_BYTES = 16 * 2**20
 
-#: Name of the scratch file that holds the converted tensors while the export runs.
-CONVERTED_FILE = "converted.safetensors"
-
-
-def _write_converted(tensors: list[tuple[str, Path, int, dict]], dtype: torch.dtype, destination: Path) -> None:
-    """Write ``(name, file, data start, header entry)`` tensors, converted to 16-bit ``dtype``, as one
-    safetensors file.
-
-    Stored bytes go through one reused ``CHUNK_BYTES`` buffer and one converted buffer: a temporary
-    per tensor would be freed right after and, below glibc's mmap threshold, leave the heap
-    fragmented (1.4 GB of resident but unused memory on the 2B shape).
-    """
-    header, offset = {}, 0
-    for name, _, _, entry in tensors:
-        size = torch.Size(entry["shape"]).numel() * dtype.itemsize
-        header[name] = {"dtype": _DTYPE_NAMES[dtype], "shape": entry["shape"], "data_offsets": [offset, offset + size]}
-        offset += size
-    encoded = json.dumps(header).encode()
-    encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as safetensors does
-    raw = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
-    converted = torch.empty(CHUNK_BYTES // 2, dtype=dtype)
-    with destination.open("wb") as out:
-        out.write(struct.pack("<Q", len(encoded)) + encoded)
-        for _, file, data_start, entry in tqdm(tensors, desc=f"Converting to {dtype}", unit="tensor", leave=False):
-            stored = _FLOAT_DTYPES[entry["dtype"]]
-            remaining = torch.Size(entry["shape"]).numel()
-            with file.open("rb") as source:
-                source.seek(data_start + entry["data_offsets"][0])
-                while remaining:
-                    count = min(remaining, CHUNK_BYTES // 2)
-                    source.readinto(raw[: 2 * count].numpy())
-                    converted[:count].copy_(raw[: 2 * count].view(stored))
-                    out.write(converted[:count].view(torch.uint8).numpy())
-                    remaining -= count
-
-
-def memory_mapped_state_dict(folder: Path, scratch: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """``{name: tensor}`` of a checkpoint folder, each tensor a view of a mapped file.
 
-    When ``dtype`` is a 16-bit type, 16-bit tensors stored in the other one are converted into
-    ``scratch``/:data:`CONVERTED_FILE` and mapped from there; the file is unlinked once mapped
-    (where the OS allows it), so it disappears with the mapping. Other dtype changes are left to
-    transformers.
+    When ``dtype`` is a 16-bit type, 16-bit tensors stored in the other one are converted into the
+    export's scratch space (:func:`.scratch.write_tensors`) and mapped from there. Other dtype
+    changes are left to transformers.
     """
     state: dict[str, torch.Tensor] = {}
-    to_convert: list[tuple[str, Path, int, dict]] = []
+    to_convert = []
     for file in tqdm(weight_files(folder), desc="Mapping weights", unit="file", leave=False):
         mapped = safe_open(str(file), framework="pt")
-        data_start, header = safetensors_header(file)
-        for name, entry in header.items():
+        for name, entry in safetensors_header(file)[1].items():
+            state[name] = mapped.get_tensor(name)
             stored = _FLOAT_DTYPES.get(entry["dtype"])
             if dtype in _HALF and stored in _HALF and stored != dtype:
-                to_convert.append((name, file, data_start, entry))
-            else:
-                state[name] = mapped.get_tensor(name)
+                to_convert.append(name)
     if to_convert:
-        converted = scratch / CONVERTED_FILE
-        _write_converted(to_convert, dtype, converted)
-        mapped = safe_open(str(converted), framework="pt")
-        state.update((name, mapped.get_tensor(name)) for name, *_ in to_convert)
-        with contextlib.suppress(OSError):  # Windows keeps a mapped file; zero_copy_loading removes it
-            converted.unlink()
+        state |= write_tensors({name: state[name] for name in to_convert}, dtype)
     return state
 
 
-def load_for_export(folder: Path, dtype: torch.dtype | str | None, scratch: Path) -> torch.nn.Module:
+def load_for_export(folder: Path, dtype: torch.dtype | str | None) -> torch.nn.Module:
     """The causal-LM model of a local checkpoint, its parameters sharing memory with the files.
 
-    ``scratch`` is an empty folder for weights converted to ``dtype`` (see
-    :func:`memory_mapped_state_dict`), ideally on the output's disk: not a RAM-backed ``/tmp``.
+    Weights converted to ``dtype`` go to the active scratch space (see
+    :func:`memory_mapped_state_dict`), which should be on the output's disk: not a RAM-backed ``/tmp``.
 
     A composite (vision-language) checkpoint loads as its language model, like
     ``AutoModelForCausalLM.from_pretrained`` does; the vision tower is never read.
@@ -127,7 +78,7 @@ def load_for_export(folder: Path, dtype: torch.dtype | str | None, scratch: Path
         config = config.get_text_config()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    state = memory_mapped_state_dict(folder, scratch, dtype)
+    state = memory_mapped_state_dict(folder, dtype)
     model, info = model_class.from_pretrained(
         None, config=config, state_dict=state, dtype=dtype, output_loading_info=True
     )
@@ -186,7 +137,7 @@ def zero_copy_loading(model_name_or_path: Any) -> Iterator[None]:
         )
         if not ours:
             return original.__func__(task, model_name_or_path, subfolder, *args, **kwargs)
-        return load_for_export(folder, kwargs.get("torch_dtype"), current_scratch())
+        return load_for_export(folder, kwargs.get("torch_dtype"))
 
     if not folder.is_dir():
         yield

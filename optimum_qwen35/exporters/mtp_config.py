@@ -12,6 +12,7 @@ behind ``beam_idx``) the MTP IR goes through; the traced module is ours (:mod:`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from typing import Any
@@ -25,7 +26,9 @@ from ..modeling import locate_text_model
 from ..modeling.mtp import PREFIX, MTPHead
 from ..modeling.sparse_moe import is_sparse_moe, restore_experts, vectorize_experts
 from ..versions import SUPPORTED
+from . import weight_dtypes
 from .progress import advance
+from .scratch import write_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +76,13 @@ def load_mtp_head(model: torch.nn.Module) -> MTPHead:
     source = model.config._name_or_path
     folder = checkpoint_folder(source)
     dtype = parts.text_model.embed_tokens.weight.dtype
-    head = MTPHead(parts.text_model, parts.config).to(dtype)
+    with torch.device("meta"):  # the parameters are the checkpoint's tensors (or scratch copies) below
+        head = MTPHead(parts.text_model, parts.config).to(dtype)
+    tensors = mtp_tensors(folder)
+    if any(tensor.dtype != dtype for tensor in tensors.values()):
+        tensors = write_tensors(tensors, dtype)
     try:
-        head.load_mtp_tensors(mtp_tensors(folder))
+        head.load_mtp_tensors(tensors, stack=lambda parts: write_tensors({"stacked": parts})["stacked"])
     except ValueError as error:
         raise CheckpointError(
             f"{source}: the MTP tensors do not match the config ({error}). Fix: use the checkpoint's own config.json, "
@@ -106,15 +113,19 @@ class Qwen35MTPPatcher:
 
         self.orig_forward = forward
         self.patched_forward = forward
+        self.module_extensions, self.conversion_extensions = weight_dtypes.conversion_extensions()
+        self._held_experts = contextlib.ExitStack()
 
     def __enter__(self) -> Qwen35MTPPatcher:
         advance("trace")
         self._model.forward = self.patched_forward
         if is_sparse_moe(self._model.layers[0].mlp):
             vectorize_experts(self._model.layers[0].mlp)
+        self._held_experts.enter_context(weight_dtypes.held_16bit_experts(self._model))
         return self
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self._held_experts.close()
         if is_sparse_moe(self._model.layers[0].mlp):
             restore_experts(self._model.layers[0].mlp)
         del self._model.forward

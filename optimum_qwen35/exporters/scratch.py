@@ -21,7 +21,7 @@ import itertools
 import json
 import struct
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -70,21 +70,36 @@ def _pieces(tensor: torch.Tensor, elements: int) -> Iterator[torch.Tensor]:
         yield from _pieces(part, elements)
 
 
-def write_tensors(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """Write ``tensors`` (any strides; converted to ``dtype`` when given) to one scratch
-    safetensors file and return ``{name: tensor}`` mapped from it, each contiguous.
+def _parts(value: torch.Tensor | Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+    """The tensors a value is made of, in order, and the value's shape (a sequence is stacked)."""
+    if isinstance(value, torch.Tensor):
+        return [value], list(value.shape)
+    return list(value), [len(value), *value[0].shape]
+
+
+def write_tensors(
+    tensors: Mapping[str, torch.Tensor | Sequence[torch.Tensor]], dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """Write ``tensors`` (any strides; converted to ``dtype`` when given; a sequence of equal
+    tensors is written stacked along a new first axis) to one scratch safetensors file and return
+    ``{name: tensor}`` mapped from it, each contiguous.
 
     The file is unlinked once mapped (where the OS allows it), so it disappears with the mapping.
     Outside :func:`scratch_space` the tensors become contiguous copies in memory instead.
     """
     folder = current_scratch()
     if folder is None:
-        return {name: t.to(dtype or t.dtype).contiguous() for name, t in tensors.items()}
+        stacked = {
+            name: value if isinstance(value, torch.Tensor) else torch.stack(list(value))
+            for name, value in tensors.items()
+        }
+        return {name: tensor.to(dtype or tensor.dtype).contiguous() for name, tensor in stacked.items()}
     header, offset = {}, 0
-    for name, tensor in tensors.items():
-        target = dtype or tensor.dtype
-        size = tensor.numel() * target.itemsize
-        entry = {"dtype": DTYPE_NAMES[target], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+    for name, value in tensors.items():
+        parts, shape = _parts(value)
+        target = dtype or parts[0].dtype
+        size = sum(part.numel() for part in parts) * target.itemsize
+        entry = {"dtype": DTYPE_NAMES[target], "shape": shape, "data_offsets": [offset, offset + size]}
         header[name] = entry
         offset += size
     encoded = json.dumps(header).encode()
@@ -93,10 +108,11 @@ def write_tensors(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None
     buffer = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
     with destination.open("wb") as out:
         out.write(struct.pack("<Q", len(encoded)) + encoded)
-        for tensor in tensors.values():
-            target = dtype or tensor.dtype
+        for value in tensors.values():
+            parts, _ = _parts(value)
+            target = dtype or parts[0].dtype
             staged = buffer.view(target)
-            for piece in _pieces(tensor, staged.numel()):
+            for piece in (piece for part in parts for piece in _pieces(part, staged.numel())):
                 count = piece.numel()
                 chunk = staged[:count] if count <= staged.numel() else torch.empty(count, dtype=target)
                 chunk.view(piece.shape).copy_(piece)

@@ -17,6 +17,7 @@ and a MoE checkpoint each get their kind); the trace uses the static decoder's a
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 
@@ -27,18 +28,27 @@ PREFIX = "mtp."
 FULL = "full_attention"
 
 
-def fuse_expert_tensors(tensors: dict[str, torch.Tensor], num_experts: int) -> dict[str, torch.Tensor]:
+def fuse_expert_tensors(
+    tensors: dict[str, torch.Tensor],
+    num_experts: int,
+    stack: Callable[[list[torch.Tensor]], torch.Tensor] = torch.stack,
+) -> dict[str, torch.Tensor]:
     """``mlp.experts.{e}.{gate,up,down}_proj.weight`` (the hub's MTP layout) to transformers' fused
-    ``mlp.experts.gate_up_proj [E, 2I, H]`` (gate rows first) and ``mlp.experts.down_proj [E, H, I]``."""
+    ``mlp.experts.gate_up_proj [E, 2I, H]`` (gate rows first) and ``mlp.experts.down_proj [E, H, I]``.
+
+    ``stack`` joins equal tensors along a new first axis (an export passes one that writes to
+    file-backed scratch space); gate and up are stacked interleaved, ``[2E, I, H]``, which is the
+    fused layout once viewed as ``[E, 2I, H]``.
+    """
     layer = "layers.0.mlp.experts."
     if f"{layer}0.gate_proj.weight" not in tensors:
         return tensors
     fused = {k: v for k, v in tensors.items() if not k.startswith(layer)}
     experts = range(num_experts)
-    fused[layer + "gate_up_proj"] = torch.stack(
-        [torch.cat([tensors[f"{layer}{e}.gate_proj.weight"], tensors[f"{layer}{e}.up_proj.weight"]]) for e in experts]
-    )
-    fused[layer + "down_proj"] = torch.stack([tensors[f"{layer}{e}.down_proj.weight"] for e in experts])
+    halves = [tensors[f"{layer}{e}.{half}_proj.weight"] for e in experts for half in ("gate", "up")]
+    gate_up = stack(halves)
+    fused[layer + "gate_up_proj"] = gate_up.view(num_experts, 2 * gate_up.shape[1], gate_up.shape[2])
+    fused[layer + "down_proj"] = stack([tensors[f"{layer}{e}.down_proj.weight"] for e in experts])
     return fused
 
 
@@ -70,11 +80,18 @@ class MTPHead(torch.nn.Module):
         self.register_buffer("inv_freq", rotary.inv_freq.detach().clone(), persistent=False)
         self.rotary_scaling = float(getattr(rotary, "attention_scaling", 1.0))
 
-    def load_mtp_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+    def load_mtp_tensors(
+        self, tensors: dict[str, torch.Tensor], stack: Callable[[list[torch.Tensor]], torch.Tensor] = torch.stack
+    ) -> None:
         """Load ``mtp.*`` tensors (prefix stripped or not); raises ValueError naming any missing,
-        unexpected or mis-shaped tensor."""
+        unexpected or mis-shaped tensor.
+
+        The tensors become the parameters themselves where their dtype is the head's (an export
+        passes views of the mapped checkpoint); ``stack`` fuses per-expert tensors
+        (:func:`fuse_expert_tensors`).
+        """
         tensors = {k.removeprefix(PREFIX): v for k, v in tensors.items()}
-        tensors = fuse_expert_tensors(tensors, getattr(self.config, "num_experts", 0) or 0)
+        tensors = fuse_expert_tensors(tensors, getattr(self.config, "num_experts", 0) or 0, stack)
         expected = self.state_dict()
         missing = sorted(set(expected) - set(tensors))
         unexpected = sorted(set(tensors) - set(expected))
@@ -88,9 +105,7 @@ class MTPHead(torch.nn.Module):
         problems += [f"mis-shaped {', '.join(PREFIX + w for w in wrong)}"] if wrong else []
         if problems:
             raise ValueError("; ".join(problems))
-        with torch.no_grad():
-            for name, value in expected.items():
-                value.copy_(tensors[name].to(value.dtype))
+        self.load_state_dict({name: tensors[name].to(value.dtype) for name, value in expected.items()}, assign=True)
 
     def forward(
         self,
