@@ -311,3 +311,74 @@ def test_cli_other_errors_keep_pythons_report(tmp_path):
     """Only the plugin's own errors are shortened: optimum-intel's keep their traceback."""
     result = run_optimum_cli("export", "openvino", "--model", str(tmp_path / "missing"), str(tmp_path / "out"))
     assert result.returncode != 0 and "optimum-cli: error:" not in result.stderr
+
+
+def _with_huge_sparse_tensor(checkpoint: Path, folder: Path) -> Path:
+    """A copy of ``checkpoint`` whose safetensors file also declares a 2 TB tensor, stored as a
+    sparse hole: the file is as long as its header says, and takes no disk space."""
+    shutil.copytree(checkpoint, folder)
+    (weights,) = folder.glob("*.safetensors")
+    raw = weights.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header, data = json.loads(raw[8 : 8 + length]), raw[8 + length :]
+    end = max(entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__")
+    huge = 2**20 * 2**20 * 2
+    header["model.unused_huge.weight"] = {"dtype": "BF16", "shape": [2**20, 2**20], "data_offsets": [end, end + huge]}
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with weights.open("wb") as out:
+        out.write(len(encoded).to_bytes(8, "little") + encoded + data[:end])
+        out.truncate(8 + len(encoded) + end + huge)
+    return folder
+
+
+def test_cli_refuses_an_export_the_disk_cannot_hold_before_loading(text_checkpoint, tmp_path):
+    checkpoint = _with_huge_sparse_tensor(text_checkpoint, tmp_path / "huge")
+    output = tmp_path / "out"
+    result = run_optimum_cli("export", "openvino", "--model", str(checkpoint), str(output))
+    assert result.returncode == 1
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(error_lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    # 2.2 TB (the 2 TB tensor + 5 % headroom) needed, the free space named, and a fix.
+    assert error_lines[0].startswith(f"optimum-cli: error: Exporting {checkpoint} needs about 2309.")
+    assert "GB are free. Nothing was written. Fix: free" in error_lines[0]
+    assert "Loading" not in result.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["huge"]
+
+
+def _dead_pid() -> int:
+    pid = 2**22 - 1  # above the usual pid_max; searched downwards for a free one
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except OSError:
+            pass
+        pid -= 1
+
+
+def test_folders_of_an_export_that_was_killed_are_removed_by_the_next_one(text_checkpoint, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    output = tmp_path / "out"
+    cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "--model"]
+    killed = subprocess.Popen([*cmd, str(text_checkpoint), str(output)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".qwen35-scratch-*")) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)  # no handler runs: the staging and scratch folders stay
+    killed.wait()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert any(".out.partial-" in name for name in left) and any("qwen35-scratch" in name for name in left), left
+    # A live export's folder (this process) is never touched; a dead process's is.
+    live = tmp_path / f".out.partial-{os.getpid()}-live"
+    other = tmp_path / f".qwen35-scratch-{_dead_pid()}-old"
+    live.mkdir()
+    other.mkdir()
+
+    optimum_qwen35.export(text_checkpoint, output, convert_tokenizer=False)
+    assert (output / "openvino_model.xml").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", live.name])

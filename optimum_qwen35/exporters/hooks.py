@@ -45,6 +45,7 @@ from ..checkpoint import checkpoint_dtype, is_qwen35_config, validate_local_chec
 from ..errors import ChatTemplateError, CheckpointError
 from ..versions import check_environment
 from .command import add_arguments, note_verbosity, thinking
+from .disk_space import check_free_space
 from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
 from .mtp_config import MTP_MODEL_TYPE
@@ -182,6 +183,9 @@ def install(model_types: set[str]) -> None:
             if vision_language:
                 check_vision_language(model_name_or_path, config)
             kwargs = with_loading_dtype(model_name_or_path, config, kwargs, no_bfloat16=vision_language)
+            if Path(str(model_name_or_path)).is_dir():
+                dtype = kwargs["model_loading_kwargs"].get("torch_dtype")
+                check_free_space(Path(str(model_name_or_path)), Path(output), dtype, vision_language)
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),

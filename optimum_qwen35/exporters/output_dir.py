@@ -78,7 +78,7 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
         return
     output = check_output(output, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    staging = make_owned_folder(output.parent, f".{output.name}.partial-")
     token = _STAGING.set(staging)
     try:
         # mkdtemp makes the folder private (0700), and it becomes the user's export: give it the
@@ -113,6 +113,31 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     finally:
         _STAGING.reset(token)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def make_owned_folder(parent: Path, prefix: str) -> Path:
+    """A new empty folder ``<prefix><pid>-<random>`` in ``parent``, after removing the folders with
+    that prefix whose process is gone.
+
+    An export killed outright (SIGKILL, out of memory, a power cut) cannot remove its staging and
+    scratch folders; the next export with the same output removes them instead. The owning process
+    id in the name tells a live export's folders (left alone) from a dead one's.
+    """
+    for stale in parent.glob(f"{prefix}*"):
+        owner = stale.name.removeprefix(prefix).split("-", 1)[0]
+        if stale.is_dir() and owner.isdigit() and not _process_exists(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): it exists
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -19,19 +19,24 @@ import contextlib
 import contextvars
 import itertools
 import json
+import shutil
 import struct
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
+from .output_dir import make_owned_folder
+
 #: safetensors' names of the dtypes scratch tensors may have.
 DTYPE_NAMES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}
 
 #: Bytes copied per step (the size of the one reused buffer).
 CHUNK_BYTES = 16 * 2**20
+
+#: Name prefix of scratch folders (an export killed outright leaves one; the next export removes it).
+SCRATCH_PREFIX = ".qwen35-scratch-"
 
 _folder: contextvars.ContextVar[Path | None] = contextvars.ContextVar("qwen35_scratch_folder", default=None)
 _counter = itertools.count()
@@ -47,12 +52,13 @@ def scratch_space(parent: Path) -> Iterator[Path]:
     if _folder.get() is not None:
         yield _folder.get()
         return
-    with tempfile.TemporaryDirectory(prefix=".qwen35-scratch-", dir=parent, ignore_cleanup_errors=True) as name:
-        token = _folder.set(Path(name))
-        try:
-            yield Path(name)
-        finally:
-            _folder.reset(token)
+    folder = make_owned_folder(parent, SCRATCH_PREFIX)
+    token = _folder.set(folder)
+    try:
+        yield folder
+    finally:
+        _folder.reset(token)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def current_scratch() -> Path | None:
