@@ -105,3 +105,34 @@ def test_moe_export_holds_no_expert_copy_in_anonymous_memory(mid_moe_checkpoint,
     peak = peak_anonymous_export(mid_moe_checkpoint, tmp_path / "ov", "--weight-format", "fp16")
     assert experts > 0.8e9
     assert peak < experts, f"peak anonymous memory {peak / 1e9:.2f} GB, experts {experts / 1e9:.2f} GB"
+
+
+def test_compressed_constants_are_file_backed_and_unchanged(hub_moe_checkpoint, tmp_path, monkeypatch):
+    """NNCF's compressed weights, scales and zero points (and the chunked vocabulary tables) move to
+    the export's scratch file as they are made, not kept in anonymous memory until the save; the
+    compressed IR is the same bytes either way."""
+    import optimum_qwen35
+    from optimum_qwen35.exporters import scratch
+
+    kept = optimum_qwen35.export(hub_moe_checkpoint, tmp_path / "in-memory", weight_format="int4")
+    spilled = []
+    original = scratch.spilled_constant
+
+    def recording(constant):
+        result = original(constant)
+        if result is not constant:
+            spilled.append((constant.get_output_element_type(0).get_type_name(), result.data.nbytes))
+        return result
+
+    monkeypatch.setattr(scratch, "SPILL_MIN_BYTES", 0)  # the miniature's constants are all small
+    monkeypatch.setattr(scratch, "spilled_constant", recording)
+    from optimum_qwen35.compression import embedding, hooks
+
+    monkeypatch.setattr(embedding, "spilled_constant", recording)
+    monkeypatch.setattr(hooks, "spilled_constant", recording)
+    moved = optimum_qwen35.export(hub_moe_checkpoint, tmp_path / "spilled", weight_format="int4")
+
+    types = {name for name, _ in spilled}
+    assert {"u4", "u8", "f16"} <= types, types  # INT4 and INT8 weights, their zero points and scales
+    assert (moved / "openvino_model.bin").read_bytes() == (kept / "openvino_model.bin").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in-memory", "spilled"]  # no scratch folder left

@@ -24,6 +24,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset14 as ops
 
+from ..exporters.scratch import spilled_constant
 from ..runtime import lm_head, through_converts
 from .policy import config_value
 
@@ -111,9 +112,10 @@ def _compress_table(constant: ov.Node, mode: nncf.CompressWeightsMode) -> None:
         chunk_constants = [c for c in _constants(chunk_output) if c.get_output_shape(0)[0] == rows.stop - rows.start]
         for tensor, source in zip(full, chunk_constants, strict=True):
             tensor.data[rows] = source.get_data()
-    # The first chunk's subgraph becomes the full one: swap in the full-height constants.
+    # The first chunk's subgraph becomes the full one: swap in the full-height constants (moved to
+    # the export's scratch file, when there is one, so that they are not held in anonymous memory).
     for target, tensor in zip(per_row, full, strict=True):
-        replacement = ops.constant(tensor, shared_memory=True).output(0)
+        replacement = spilled_constant(ops.constant(tensor, shared_memory=True)).output(0)
         for user in list(target.output(0).get_target_inputs()):
             user.replace_source_output(replacement)
     # Every f32 view of the old table (through its Converts) now reads the decompressed table.

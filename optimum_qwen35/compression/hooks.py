@@ -17,8 +17,10 @@ The output folder needs no hook here: the export hooks stage optimum-cli's whole
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from ..errors import CalibrationDataError
 from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.page_release import released_file_pages
 from ..exporters.progress import advance
+from ..exporters.scratch import spilled_constant
 from ..runtime import is_plugin_ir
 from . import policy
 from .calibration import vision_language_calibration
@@ -105,6 +108,31 @@ def scoped_to(model: Any, config: Any) -> Any:
     return config
 
 
+@contextlib.contextmanager
+def compressed_constants_in_scratch() -> Iterator[None]:
+    """While active, the constants NNCF's OpenVINO backend makes (compressed weights, scales, zero
+    points; data-free and data-aware alike) are moved to a file-backed scratch space as they are
+    made (:func:`..exporters.scratch.spilled_constant`), instead of staying in anonymous memory until
+    the compressed IR is saved.
+
+    The scratch space is the export's: ``optimum-cli``'s and ``optimum_qwen35.export``'s whole run
+    holds one beside the output, which lives until the compressed IR is saved. Without one
+    (``from_pretrained(..., quantization_config=...)`` in Python) nothing is moved.
+    """
+    import nncf.quantization.algorithms.weight_compression.openvino_backend as backend
+
+    original = backend.create_ov_const_from_tensor
+
+    def create_ov_const_from_tensor(x, dtype, name=None):
+        return spilled_constant(original(x, dtype, name))
+
+    backend.create_ov_const_from_tensor = create_ov_const_from_tensor
+    try:
+        yield
+    finally:
+        backend.create_ov_const_from_tensor = original
+
+
 def install(model_types: set[str]) -> None:
     """Install the three wrappers for checkpoints whose model type is in ``model_types``."""
 
@@ -153,8 +181,9 @@ def install(model_types: set[str]) -> None:
                 # inputs are the language model's hidden states): the data-free policy.
                 quantization_config = policy.data_free(quantization_config)
             advance("compress")
-            # The IR's weights are read through its file mapping: keep read pages out of RSS.
-            with released_file_pages():
+            # The IR's weights are read through its file mapping: keep read pages out of RSS; the
+            # compressed ones go to the export's scratch space as they are made.
+            with released_file_pages(), compressed_constants_in_scratch():
                 mode = embedding_mode(quantization_config)
                 # Before NNCF, which would hold each whole vocabulary table in f32 several times.
                 tables_compressed = mode is not None and compress_vocabulary_tables(model, mode)

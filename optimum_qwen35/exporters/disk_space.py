@@ -29,10 +29,11 @@ _NOT_IN_TEXT_LAYOUT = ("model.visual.", "mtp.")
 MARGIN = 0.05
 
 
-def export_bytes(folder: Path, dtype: str | None, vision_language: bool) -> int:
-    """Bytes an export of the local checkpoint ``folder`` loaded in ``dtype`` writes at its peak."""
+def export_bytes(folder: Path, dtype: str | None, vision_language: bool) -> tuple[int, int]:
+    """``(IR bytes, scratch bytes)`` an export of the local checkpoint ``folder`` loaded in ``dtype``
+    writes at its peak, with :data:`MARGIN` headroom."""
     target = _LOADED.get(str(dtype).removeprefix("torch."))
-    total = 0
+    ir = scratch = 0
     for file in weight_files(folder):
         for name, entry in safetensors_header(file)[1].items():
             if not vision_language and name.startswith(_NOT_IN_TEXT_LAYOUT):
@@ -40,32 +41,40 @@ def export_bytes(folder: Path, dtype: str | None, vision_language: bool) -> int:
             numel = math.prod(entry["shape"])
             stored = _ITEMSIZE.get(entry["dtype"], 4)
             half = stored == 2 and target is not None and target[1] == 2
-            total += numel * (target[1] if target and stored == 2 else stored)  # the IR
+            ir += numel * (target[1] if target and stored == 2 else stored)
             if half and entry["dtype"] != target[0]:
-                total += numel * 2  # converted on load into the scratch space
+                scratch += numel * 2  # converted on load
             fused_gate_up = name.endswith("mlp.experts.gate_up_proj")
             per_expert = ".mlp.experts." in name and name.endswith("_proj.weight")  # the MTP head's
             if half and (fused_gate_up or per_expert):
-                total += numel * 2  # held gate/up halves; the MTP head's experts fused first
-    return int(total * (1 + MARGIN))
+                scratch += numel * 2  # held gate/up halves; the MTP head's experts fused first
+    return int(ir * (1 + MARGIN)), int(scratch * (1 + MARGIN))
 
 
-def check_free_space(folder: Path, output: Path, dtype: str | None, vision_language: bool) -> None:
-    """Raise :class:`DiskFullError` when ``output``'s disk has less free space than the export needs."""
-    needed = export_bytes(folder, dtype, vision_language)
-    existing = next(parent for parent in (output, *output.parents) if parent.exists())
-    free = shutil.disk_usage(existing).free
-    if free - NEARLY_FULL_BYTES >= needed:
-        return
-    where = (
-        "set TMPDIR to a folder on a disk with space (optimum-intel writes the uncompressed IR there before "
-        "compressing it)"
-        if output.absolute().is_relative_to(tempfile.gettempdir())
-        else "choose an output folder on a disk with space"
-    )
-    raise DiskFullError(
-        errno.ENOSPC,
-        f"Exporting {folder} needs about {needed / 1e9:.1f} GB on the disk of {existing} (the IR and the export's "
-        f"scratch files), but {free / 1e9:.1f} GB are free. Nothing was written. Fix: free "
-        f"{(needed + NEARLY_FULL_BYTES - free) / 1e9:.1f} GB or {where}.",
-    )
+def check_free_space(
+    folder: Path, output: Path, dtype: str | None, vision_language: bool, scratch_parent: Path | None = None
+) -> None:
+    """Raise :class:`DiskFullError` when the disk of ``output`` (the IR) or of ``scratch_parent``
+    (the scratch files; ``output``'s parent when None) has less free space than the export needs."""
+    ir, scratch = export_bytes(folder, dtype, vision_language)
+    needs: dict[int, tuple[Path, int]] = {}
+    for where, size in ((output, ir), (scratch_parent or output.parent, scratch)):
+        existing = next(parent for parent in (where, *where.parents) if parent.exists())
+        device = existing.stat().st_dev
+        needs[device] = (needs.get(device, (existing, 0))[0], needs.get(device, (existing, 0))[1] + size)
+    for existing, needed in needs.values():
+        free = shutil.disk_usage(existing).free
+        if free - NEARLY_FULL_BYTES >= needed:
+            continue
+        where = (
+            "set TMPDIR to a folder on a disk with space (optimum-intel writes the uncompressed IR there before "
+            "compressing it)"
+            if existing.absolute().is_relative_to(tempfile.gettempdir())
+            else "choose an output folder on a disk with space"
+        )
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"Exporting {folder} needs about {needed / 1e9:.1f} GB on the disk of {existing} (the IR and the "
+            f"export's scratch files), but {free / 1e9:.1f} GB are free. Nothing was written. Fix: free "
+            f"{(needed + NEARLY_FULL_BYTES - free) / 1e9:.1f} GB or {where}.",
+        )

@@ -53,7 +53,7 @@ from .output_dir import overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .processor_files import write_processor_files
 from .progress import advance, export_progress
-from .scratch import scratch_space
+from .scratch import current_scratch, scratch_space
 from .stateful import make_hybrid_stateful, mark_plugin_ir
 from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
 from .weight_dtypes import mark_expert_decompression
@@ -185,7 +185,8 @@ def install(model_types: set[str]) -> None:
             kwargs = with_loading_dtype(model_name_or_path, config, kwargs, no_bfloat16=vision_language)
             if Path(str(model_name_or_path)).is_dir():
                 dtype = kwargs["model_loading_kwargs"].get("torch_dtype")
-                check_free_space(Path(str(model_name_or_path)), Path(output), dtype, vision_language)
+                scratch = current_scratch()  # optimum-cli's, beside its output; else beside this one
+                check_free_space(Path(str(model_name_or_path)), Path(output), dtype, vision_language, scratch)
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),
@@ -253,7 +254,11 @@ def install(model_types: set[str]) -> None:
             check_thinking_option(args.model, default_thinking)
             output = args.output
             token = DEFAULT_THINKING.set(default_thinking)
-            with staged_output(output, overwrite=overwrite_requested()) as staging, export_progress():
+            with (
+                staged_output(output, overwrite=overwrite_requested()) as staging,
+                export_progress(),
+                scratch_space(staging.parent),  # for compression too, which runs after main_export
+            ):
                 args.output = staging  # main_export and the final move of a compressed export write here
                 try:
                     return original(self)

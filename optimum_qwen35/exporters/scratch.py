@@ -6,7 +6,8 @@ the OpenVINO converter, which wraps it as a constant sharing its memory, and by 
 each is written to a safetensors file in a hidden folder beside the output, as it is made, and
 mapped back: its pages are clean file pages that the kernel may drop and that
 :mod:`.page_release` hands back, like the checkpoint's own. This is the one place that writes such
-tensors; loading (:mod:`.loading`) and the expert weights (:mod:`.weight_dtypes`) use it.
+tensors; loading (:mod:`.loading`), the expert weights (:mod:`.weight_dtypes`) and compression
+(the constants NNCF makes, :func:`spilled_constant`) use it.
 
 The tensors are streamed through one reused buffer of :data:`CHUNK_BYTES`, whatever their strides:
 a temporary per tensor would be freed right after and, below glibc's mmap threshold, leave the
@@ -24,6 +25,9 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+import openvino as ov
+import openvino.opset14 as ops
 import torch
 from safetensors import safe_open
 
@@ -34,30 +38,37 @@ DTYPE_NAMES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32
 
 #: Bytes copied per step (the size of the one reused buffer).
 CHUNK_BYTES = 16 * 2**20
+#: OpenVINO constants smaller than this stay in memory (scales, zero points: a page each would waste more).
+SPILL_MIN_BYTES = 2**20
 
 #: Name prefix of scratch folders (an export killed outright leaves one; the next export removes it).
 SCRATCH_PREFIX = ".qwen35-scratch-"
 
 _folder: contextvars.ContextVar[Path | None] = contextvars.ContextVar("qwen35_scratch_folder", default=None)
+#: What the active scratch space has mapped: an OpenVINO constant that shares a mapping does not keep
+#: it alive, so every mapping lives as long as the scratch space (the whole export, its save included).
+_mapped: contextvars.ContextVar[list | None] = contextvars.ContextVar("qwen35_scratch_mapped", default=None)
 _counter = itertools.count()
 
 
 @contextlib.contextmanager
 def scratch_space(parent: Path) -> Iterator[Path]:
-    """While active, :func:`write_tensors` writes into a hidden folder in ``parent``, removed on exit.
+    """While active, :func:`write_tensors` and :func:`spilled_constant` write into a hidden folder in
+    ``parent``; on exit their mappings are dropped and the folder removed.
 
     ``parent`` should be the output's own disk, not a RAM-backed ``/tmp``. Nested blocks reuse the
-    outer folder.
+    outer folder. Whatever was built on the mappings (an OpenVINO model) must be saved by then.
     """
     if _folder.get() is not None:
         yield _folder.get()
         return
     folder = make_owned_folder(parent, SCRATCH_PREFIX)
-    token = _folder.set(folder)
+    token, mapped = _folder.set(folder), _mapped.set([])
     try:
         yield folder
     finally:
         _folder.reset(token)
+        _mapped.reset(mapped)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -125,6 +136,27 @@ def write_tensors(
                 out.write(chunk.view(torch.uint8).numpy())
     mapped = safe_open(str(destination), framework="pt")
     result = {name: mapped.get_tensor(name) for name in tensors}
+    _mapped.get().append(result)
     with contextlib.suppress(OSError):  # Windows keeps a mapped file; the folder goes at the end
         destination.unlink()
     return result
+
+
+def spilled_constant(constant: ov.Node) -> ov.Node:
+    """An OpenVINO ``Constant`` with ``constant``'s type, shape, name and bytes, its data mapped from a
+    scratch file; ``constant`` itself outside :func:`scratch_space` or when it is small."""
+    folder = current_scratch()
+    data = constant.data  # the raw values; sub-byte types (u4, i4) as packed bytes
+    if folder is None or data.nbytes < SPILL_MIN_BYTES:
+        return constant
+    destination = folder / f"{next(_counter)}.bin"
+    data.tofile(destination)
+    mapped = np.memmap(destination, dtype=data.dtype, mode="c", shape=data.shape)
+    _mapped.get().append(mapped)
+    spilled = ops.constant(
+        ov.Tensor(mapped, constant.get_output_shape(0), constant.get_output_element_type(0)), shared_memory=True
+    )
+    spilled.set_friendly_name(constant.get_friendly_name())
+    with contextlib.suppress(OSError):
+        destination.unlink()
+    return spilled
