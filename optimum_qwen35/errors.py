@@ -22,7 +22,11 @@ class OutputDirectoryError(Qwen35ExportError, FileExistsError):
 
 
 class DiskFullError(Qwen35ExportError, OSError):
-    """The disk filled up while the export was written (the partial output has been removed)."""
+    """The disk filled up while the export was written (the partial output has been removed), or
+    would: the export was refused before it started."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()  # the message alone, without "[Errno 28]"
 
 
 class CompressionConfigError(Qwen35ExportError, ValueError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import math
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..checkpoint import safetensors_header, weight_files
@@ -52,24 +51,33 @@ def export_bytes(folder: Path, dtype: str | None, vision_language: bool) -> tupl
 
 
 def check_free_space(
-    folder: Path, output: Path, dtype: str | None, vision_language: bool, scratch_parent: Path | None = None
+    folder: Path,
+    output: Path,
+    dtype: str | None,
+    vision_language: bool,
+    scratch_parent: Path | None = None,
+    temporary: bool = False,
 ) -> None:
     """Raise :class:`DiskFullError` when the disk of ``output`` (the IR) or of ``scratch_parent``
-    (the scratch files; ``output``'s parent when None) has less free space than the export needs."""
+    (the scratch files; ``output``'s parent when None) has less free space than the export needs.
+
+    ``temporary``: ``output`` is optimum-intel's temporary folder for the uncompressed IR.
+    """
     ir, scratch = export_bytes(folder, dtype, vision_language)
-    needs: dict[int, tuple[Path, int]] = {}
-    for where, size in ((output, ir), (scratch_parent or output.parent, scratch)):
+    needs: dict[int, tuple[Path, int, bool]] = {}
+    for where, size, is_temporary in ((output, ir, temporary), (scratch_parent or output.parent, scratch, False)):
         existing = next(parent for parent in (where, *where.parents) if parent.exists())
         device = existing.stat().st_dev
-        needs[device] = (needs.get(device, (existing, 0))[0], needs.get(device, (existing, 0))[1] + size)
-    for existing, needed in needs.values():
+        _, total, tmp = needs.get(device, (existing, 0, False))
+        needs[device] = (existing, total + size, tmp or is_temporary)
+    for existing, needed, is_temporary in needs.values():
         free = shutil.disk_usage(existing).free
         if free - NEARLY_FULL_BYTES >= needed:
             continue
         where = (
             "set TMPDIR to a folder on a disk with space (optimum-intel writes the uncompressed IR there before "
             "compressing it)"
-            if existing.absolute().is_relative_to(tempfile.gettempdir())
+            if is_temporary
             else "choose an output folder on a disk with space"
         )
         raise DiskFullError(

@@ -49,7 +49,7 @@ from .disk_space import check_free_space
 from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
 from .mtp_config import MTP_MODEL_TYPE
-from .output_dir import overwrite_requested, staged_output
+from .output_dir import current_staging, overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .processor_files import write_processor_files
 from .progress import advance, export_progress
@@ -185,8 +185,13 @@ def install(model_types: set[str]) -> None:
             kwargs = with_loading_dtype(model_name_or_path, config, kwargs, no_bfloat16=vision_language)
             if Path(str(model_name_or_path)).is_dir():
                 dtype = kwargs["model_loading_kwargs"].get("torch_dtype")
-                scratch = current_scratch()  # optimum-cli's, beside its output; else beside this one
-                check_free_space(Path(str(model_name_or_path)), Path(output), dtype, vision_language, scratch)
+                # optimum-cli's scratch space is beside its output; a compressed export's main_export
+                # writes to optimum-intel's temporary folder, not into optimum-cli's staging folder.
+                staging, scratch = current_staging(), current_scratch()
+                temporary = staging is not None and Path(output).absolute() != staging
+                check_free_space(
+                    Path(str(model_name_or_path)), Path(output), dtype, vision_language, scratch, temporary
+                )
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 export_progress(),

@@ -31,6 +31,11 @@ _OVERWRITE_REQUESTED: ContextVar[bool] = ContextVar("optimum_qwen35_overwrite", 
 _STAGING: ContextVar[Path | None] = ContextVar("optimum_qwen35_staging", default=None)
 
 
+def current_staging() -> Path | None:
+    """The staging folder of the :func:`staged_output` block running in this context, if any."""
+    return _STAGING.get()
+
+
 def overwrite_requested() -> bool:
     """True when the running export may replace a non-empty output folder (Python flag or env)."""
     env = os.environ.get(OVERWRITE_ENV, "").strip().lower() in {"1", "true", "yes"}
