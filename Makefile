@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml requirements/ci.txt
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet --no-deps "optimum-intel==2.2.0"
 	$(BIN)/pip install --quiet -r requirements/ci.txt "transformers==$(TRANSFORMERS)"
-	$(BIN)/pip install --quiet --no-deps -e .
+	# setuptools reports how an editable install finds the package (a UserWarning, not a problem).
+	PYTHONWARNINGS=ignore::UserWarning:setuptools.command.editable_wheel $(BIN)/pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-transformers-*
 	touch $(STAMP)
 
