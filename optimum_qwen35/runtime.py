@@ -19,7 +19,9 @@ model is loaded, not to the IR on disk, which openvino-genai loads unchanged (it
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from pathlib import Path
 
 import numpy as np
 import openvino as ov
@@ -27,6 +29,8 @@ import openvino.opset14 as ops
 import torch
 from optimum.intel import OVModelForCausalLM
 from optimum.intel.openvino.modeling_decoder import OVModelWithMambaForCausalLM
+
+from .exporters.quiet import DYNAMIC_SHAPES, LOCAL_IR_CHECK, hidden
 
 #: rt_info path written into every IR this plugin exports.
 RT_INFO_KEY = ["optimum_qwen35", "version"]
@@ -142,15 +146,20 @@ class OVQwen35ForCausalLM(OVModelForCausalLM):
 
 
 def install() -> None:
-    """Make ``OVModelForCausalLM.from_pretrained`` return :class:`OVQwen35ForCausalLM` for our IRs."""
+    """Make ``OVModelForCausalLM.from_pretrained`` return :class:`OVQwen35ForCausalLM` for our IRs (and
+    keep two of optimum-intel's messages that say nothing about the caller's input quiet)."""
     original = OVModelForCausalLM.__dict__["_from_pretrained"].__func__
     if getattr(original, "__optimum_qwen35__", False):
         return
 
     @functools.wraps(original)
     def _from_pretrained(cls, *args, compile: bool = True, **kwargs):
-        # Load uncompiled, so the graph can still gain its logits_to_keep input.
-        model = original(cls, *args, compile=False, **kwargs)
+        # optimum-intel's hybrid class passes dynamic_shapes=True to its base class, which then says
+        # the value is ignored: not a word about the caller's input unless the caller set it.
+        quiet = hidden([DYNAMIC_SHAPES]) if "dynamic_shapes" not in kwargs else contextlib.nullcontext()
+        with quiet:
+            # Load uncompiled, so the graph can still gain its logits_to_keep input.
+            model = original(cls, *args, compile=False, **kwargs)
         # optimum-intel picks its hybrid class for a qwen3_5_text config and its plain class for
         # a composite one (from_pretrained(composite checkpoint, export=True) reloads the export
         # with the checkpoint's qwen3_5 config). Same constructor either way (the hybrid class only
@@ -167,6 +176,18 @@ def install() -> None:
 
     _from_pretrained.__optimum_qwen35__ = True
     OVModelForCausalLM._from_pretrained = classmethod(_from_pretrained)
+
+    base_from_pretrained = OVModelForCausalLM.from_pretrained.__func__
+
+    @functools.wraps(base_from_pretrained)
+    def from_pretrained(cls, model_id, *args, **kwargs):
+        # In offline mode optimum-intel's check for an existing IR looks for a local folder in the hub
+        # cache and says it could not tell; for a folder holding an IR its conclusion is right.
+        local_ir = (Path(str(model_id)) / kwargs.get("subfolder", "") / "openvino_model.xml").is_file()
+        with hidden([LOCAL_IR_CHECK]) if local_ir else contextlib.nullcontext():
+            return base_from_pretrained(cls, model_id, *args, **kwargs)
+
+    OVModelForCausalLM.from_pretrained = classmethod(from_pretrained)
     _install_visual_cache_position()
 
 

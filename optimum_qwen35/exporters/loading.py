@@ -29,11 +29,11 @@ from typing import Any
 import torch
 from optimum.exporters.tasks import TasksManager
 from safetensors import safe_open
-from tqdm.auto import tqdm
 
 from ..checkpoint import checkpoint_dtype, load_config, safetensors_header, weight_files
 from ..errors import CheckpointError
 from .config import TASKS
+from .progress import substeps
 
 #: safetensors dtype names of the floating-point tensors a checkpoint may hold.
 _FLOAT_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
@@ -66,7 +66,7 @@ def _write_converted(tensors: list[tuple[str, Path, int, dict]], dtype: torch.dt
     converted = torch.empty(CHUNK_BYTES // 2, dtype=dtype)
     with destination.open("wb") as out:
         out.write(struct.pack("<Q", len(encoded)) + encoded)
-        for _, file, data_start, entry in tqdm(tensors, desc=f"Converting to {dtype}", unit="tensor", leave=False):
+        for _, file, data_start, entry in substeps(tensors, f"converting to {dtype}"):
             stored = _FLOAT_DTYPES[entry["dtype"]]
             remaining = torch.Size(entry["shape"]).numel()
             with file.open("rb") as source:
@@ -89,7 +89,7 @@ def memory_mapped_state_dict(folder: Path, scratch: Path, dtype: torch.dtype | N
     """
     state: dict[str, torch.Tensor] = {}
     to_convert: list[tuple[str, Path, int, dict]] = []
-    for file in tqdm(weight_files(folder), desc="Mapping weights", unit="file", leave=False):
+    for file in substeps(weight_files(folder), "mapping weight files"):
         mapped = safe_open(str(file), framework="pt")
         data_start, header = safetensors_header(file)
         for name, entry in header.items():
