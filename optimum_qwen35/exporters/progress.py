@@ -59,7 +59,7 @@ class _Display:
 
     def __init__(self) -> None:
         self.step, self.total = 0, len(STAGES)
-        self.start = self.drawn = time.monotonic()
+        self.start, self.drawn = time.monotonic(), 0.0
         self.bar = None
         if sys.stderr.isatty():
             bar_format = "{desc}step {n_fmt}/{total_fmt} [{elapsed}]{postfix}"  # tqdm ends desc with ": "
