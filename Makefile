@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml requirements/ci.txt
 	@$(BIN)/pip install -qq --upgrade pip
 # CPU torch first, so nothing below pulls a CUDA build.
 	@$(BIN)/pip install -qq "torch==2.13.0"
-	@$(BIN)/pip install -qq --no-deps "optimum-intel==2.2.0"
 	@$(BIN)/pip install -qq -r requirements/ci.txt "transformers==$(TRANSFORMERS)"
+# optimum-intel last and without its dependencies (requirements/ci.txt says why): an install that
+# resolves dependencies after it would report its unused torchvision requirement as a conflict.
+	@$(BIN)/pip install -qq --no-deps "optimum-intel==2.2.0"
 	@$(BIN)/pip install -qq --no-deps -e .
 	@rm -f $(VENV)/.installed-transformers-*
 	@touch $(STAMP)
