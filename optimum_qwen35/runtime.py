@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch
 from optimum.intel import OVModelForCausalLM
 from optimum.intel.openvino.modeling_decoder import OVModelWithMambaForCausalLM
 
+from .checkpoint import is_qwen35_config
 from .exporters.quiet import DYNAMIC_SHAPES, LOCAL_IR_CHECK, hidden
 
 #: rt_info path written into every IR this plugin exports.
@@ -145,6 +147,16 @@ class OVQwen35ForCausalLM(OVModelForCausalLM):
         return inputs
 
 
+def _is_qwen35_folder(folder: Path) -> bool:
+    """True for a local folder whose ``config.json`` is a Qwen3.5 one (a checkpoint or an export)."""
+    from .registry import TEXT_MODEL_TYPES
+
+    try:
+        return is_qwen35_config(json.loads((folder / "config.json").read_text()), set(TEXT_MODEL_TYPES))
+    except (OSError, ValueError):
+        return False
+
+
 def install() -> None:
     """Make ``OVModelForCausalLM.from_pretrained`` return :class:`OVQwen35ForCausalLM` for our IRs (and
     keep two of optimum-intel's messages that say nothing about the caller's input quiet)."""
@@ -182,9 +194,11 @@ def install() -> None:
     @functools.wraps(base_from_pretrained)
     def from_pretrained(cls, model_id, *args, **kwargs):
         # In offline mode optimum-intel's check for an existing IR looks for a local folder in the hub
-        # cache and says it could not tell; for a folder holding an IR its conclusion is right.
-        local_ir = (Path(str(model_id)) / kwargs.get("subfolder", "") / "openvino_model.xml").is_file()
-        with hidden([LOCAL_IR_CHECK]) if local_ir else contextlib.nullcontext():
+        # cache, says it could not tell and keeps the caller's `export`: right when it matches the
+        # folder (an IR and export=False, a checkpoint and export=True).
+        folder = Path(str(model_id)) / kwargs.get("subfolder", "")
+        matches = _is_qwen35_folder(folder) and (folder / "openvino_model.xml").is_file() != bool(kwargs.get("export"))
+        with hidden([LOCAL_IR_CHECK]) if matches else contextlib.nullcontext():
             return base_from_pretrained(cls, model_id, *args, **kwargs)
 
     OVModelForCausalLM.from_pretrained = classmethod(from_pretrained)

@@ -173,3 +173,15 @@ def test_on_a_terminal_one_bar_redraws(monkeypatch):
     assert "Qwen3.5 export: tracing: step 2/6 [00:00]" in frames
     assert "Qwen3.5 export: compressing weights: step 7/8 [00:00]" in frames
     assert frames[-1] == "Qwen3.5 export: done: step 8/8 [00:00]"
+
+
+def test_loading_an_export_says_nothing_unless_the_caller_set_dynamic_shapes(text_export, caplog):
+    """optimum-intel's hybrid class passes dynamic_shapes=True itself and then says it is ignored."""
+    from optimum.intel import OVModelForCausalLM
+
+    message = "`dynamic_shapes` was set to True, but this value will be ignored"
+    with caplog.at_level(logging.WARNING, logger="optimum.intel.openvino.modeling_decoder"):
+        OVModelForCausalLM.from_pretrained(text_export, compile=False)
+        assert not [line for line in caplog.messages if message in line]
+        OVModelForCausalLM.from_pretrained(text_export, compile=False, dynamic_shapes=True)
+        assert [line for line in caplog.messages if message in line]

@@ -43,15 +43,15 @@ _FAST_PATH = re.escape(
 
 #: optimum-intel's ``from_pretrained`` checks whether a folder already holds an IR; in offline mode
 #: (``HF_HUB_OFFLINE=1``) it looks for a local folder in the hub cache instead (or fails on a Path),
-#: says it could not tell, and keeps ``export=False`` — right for a folder that holds an IR.
+#: says it could not tell, and keeps the caller's ``export`` — right when it matches the folder
+#: (``export=False`` for a folder holding an IR, ``export=True`` for a checkpoint folder).
 LOCAL_IR_CHECK = KnownMessage(
     "optimum.intel.openvino.modeling_base",
-    re.escape(
-        "Could not infer whether the model was already converted or not to the OpenVINO IR, keeping `export=False`.\n"
-    )
+    re.escape("Could not infer whether the model was already converted or not to the OpenVINO IR, keeping ")
+    + r"`export=(False|True)`\.\n"
     + r"(Path\.replace\(\) takes 2 positional arguments but 3 were given|"
     + r"\[Errno 2\] No such file or directory: '.*models--.*refs/main')$",
-    "optimum-intel reloads the IR it has just written (to compress it) and keeps export=False, which is right",
+    "optimum-intel reloads the IR it has just written (to compress it) with export=False, which is right",
 )
 
 #: Messages hidden for the whole export (CLI, ``optimum_qwen35.export``, ``from_pretrained(export=True)``).
