@@ -196,7 +196,7 @@ def install() -> None:
         # In offline mode optimum-intel's check for an existing IR looks for a local folder in the hub
         # cache, says it could not tell and keeps the caller's `export`: right when it matches the
         # folder (an IR and export=False, a checkpoint and export=True).
-        folder = Path(str(model_id)) / kwargs.get("subfolder", "")
+        folder = Path(str(model_id)) / (kwargs.get("subfolder") or "")
         matches = _is_qwen35_folder(folder) and (folder / "openvino_model.xml").is_file() != bool(kwargs.get("export"))
         with hidden([LOCAL_IR_CHECK]) if matches else contextlib.nullcontext():
             return base_from_pretrained(cls, model_id, *args, **kwargs)
