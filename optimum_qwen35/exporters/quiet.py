@@ -4,11 +4,11 @@ The libraries under an export log lines that read like problems but say nothing 
 export: transformers regrets the missing CUDA kernels of a forward pass the export never runs and
 a ``loss_type`` no config sets; torch, imported by NNCF's extension loader through OpenVINO's
 PyTorch frontend, looks for a CUDA toolkit on a CPU-only install; optimum-intel reloads the IR it
-just wrote and, in offline mode, cannot tell that the folder holds an IR. Each is listed below as one exact
-message on the logger that emits it: a filter on that logger drops only that message, from the
-moment the export starts until it ends, and another message of the same logger (a warning about
-the user's own checkpoint or options) still shows. ``--verbose`` (Python: ``verbose=True``)
-installs none of this.
+just wrote and, in offline mode, cannot tell that the folder holds one; NNCF prints a table per
+pass of the compression policy. Each is listed below as one exact message on the logger that
+emits it: a filter on that logger drops only that message, from the moment the export starts
+until it ends, and another message of the same logger (a warning about the user's own checkpoint
+or options) still shows. ``--verbose`` (Python: ``verbose=True``) installs none of this.
 
 transformers' own progress bars ("Loading weights", while the model is built from the mapped
 checkpoint) are switched off for the export too; the step display of :mod:`.progress` reports the
