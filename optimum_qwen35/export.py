@@ -30,6 +30,7 @@ def _cli_args(
     weight_format: str | None,
     convert_tokenizer: bool,
     thinking: bool | None,
+    verbose: bool,
     flags: dict[str, Any],
 ):
     from optimum.commands.export.openvino import OVExportCommand
@@ -41,6 +42,8 @@ def _cli_args(
         argv += ["--weight-format", weight_format]
     if not convert_tokenizer:
         argv.append("--disable-convert-tokenizer")
+    if verbose:
+        argv.append("--verbose")
     for name, value in flags.items():
         if value is None or value is False:
             continue
@@ -64,6 +67,7 @@ def export(
     overwrite: bool = False,
     convert_tokenizer: bool = True,
     thinking: bool | None = None,
+    verbose: bool = False,
     **compression: Any,
 ) -> Path:
     """Export a Qwen3.5 checkpoint (text or composite, local folder or hub id) to OpenVINO.
@@ -90,6 +94,9 @@ def export(
         convert_tokenizer: also write the openvino-tokenizers IRs.
         thinking: default reasoning mode of the exported chat template for requests that do not set
             ``enable_thinking`` (``optimum-cli --thinking on|off``); None keeps the checkpoint's.
+        verbose: show every message and progress bar of the libraries underneath (``optimum-cli
+            --verbose``); by default those the plugin knows to be irrelevant are hidden while the
+            export runs, and the export's steps are shown one line each (a redrawn bar on a terminal).
         **compression: ``optimum-cli export openvino`` compression flags, with underscores:
             ``group_size=128``, ``sym=True``, ``ratio=0.8``, ``all_layers=True``, ``awq=True``,
             ``scale_estimation=True``, ``gptq=True``, ``dataset="calib.txt"`` (or ``"builtin"``),
@@ -119,7 +126,7 @@ def export(
                 "Fix: pass a Qwen3.5 checkpoint folder or hub id."
             )
     output = check_output(output, overwrite)
-    parser, args = _cli_args(str(model), output, task, weight_format, convert_tokenizer, thinking, compression)
+    parser, args = _cli_args(str(model), output, task, weight_format, convert_tokenizer, thinking, verbose, compression)
 
     from optimum.commands.export.openvino import OVExportCommand
 

@@ -19,7 +19,10 @@ model is loaded, not to the IR on disk, which openvino-genai loads unchanged (it
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+from pathlib import Path
 
 import numpy as np
 import openvino as ov
@@ -27,6 +30,9 @@ import openvino.opset14 as ops
 import torch
 from optimum.intel import OVModelForCausalLM
 from optimum.intel.openvino.modeling_decoder import OVModelWithMambaForCausalLM
+
+from .checkpoint import is_qwen35_config
+from .exporters.quiet import DYNAMIC_SHAPES, LOCAL_IR_CHECK, hidden
 
 #: rt_info path written into every IR this plugin exports.
 RT_INFO_KEY = ["optimum_qwen35", "version"]
@@ -141,16 +147,31 @@ class OVQwen35ForCausalLM(OVModelForCausalLM):
         return inputs
 
 
+def _is_qwen35_folder(folder: Path) -> bool:
+    """True for a local folder whose ``config.json`` is a Qwen3.5 one (a checkpoint or an export)."""
+    from .registry import TEXT_MODEL_TYPES
+
+    try:
+        return is_qwen35_config(json.loads((folder / "config.json").read_text()), set(TEXT_MODEL_TYPES))
+    except (OSError, ValueError):
+        return False
+
+
 def install() -> None:
-    """Make ``OVModelForCausalLM.from_pretrained`` return :class:`OVQwen35ForCausalLM` for our IRs."""
+    """Make ``OVModelForCausalLM.from_pretrained`` return :class:`OVQwen35ForCausalLM` for our IRs (and
+    keep two of optimum-intel's messages that say nothing about the caller's input quiet)."""
     original = OVModelForCausalLM.__dict__["_from_pretrained"].__func__
     if getattr(original, "__optimum_qwen35__", False):
         return
 
     @functools.wraps(original)
     def _from_pretrained(cls, *args, compile: bool = True, **kwargs):
-        # Load uncompiled, so the graph can still gain its logits_to_keep input.
-        model = original(cls, *args, compile=False, **kwargs)
+        # optimum-intel's hybrid class passes dynamic_shapes=True to its base class, which then says
+        # the value is ignored: not a word about the caller's input unless the caller set it.
+        quiet = hidden([DYNAMIC_SHAPES]) if "dynamic_shapes" not in kwargs else contextlib.nullcontext()
+        with quiet:
+            # Load uncompiled, so the graph can still gain its logits_to_keep input.
+            model = original(cls, *args, compile=False, **kwargs)
         # optimum-intel picks its hybrid class for a qwen3_5_text config and its plain class for
         # a composite one (from_pretrained(composite checkpoint, export=True) reloads the export
         # with the checkpoint's qwen3_5 config). Same constructor either way (the hybrid class only
@@ -167,6 +188,20 @@ def install() -> None:
 
     _from_pretrained.__optimum_qwen35__ = True
     OVModelForCausalLM._from_pretrained = classmethod(_from_pretrained)
+
+    base_from_pretrained = OVModelForCausalLM.from_pretrained.__func__
+
+    @functools.wraps(base_from_pretrained)
+    def from_pretrained(cls, model_id, *args, **kwargs):
+        # In offline mode optimum-intel's check for an existing IR looks for a local folder in the hub
+        # cache, says it could not tell and keeps the caller's `export`: right when it matches the
+        # folder (an IR and export=False, a checkpoint and export=True).
+        folder = Path(str(model_id)) / (kwargs.get("subfolder") or "")
+        matches = _is_qwen35_folder(folder) and (folder / "openvino_model.xml").is_file() != bool(kwargs.get("export"))
+        with hidden([LOCAL_IR_CHECK]) if matches else contextlib.nullcontext():
+            return base_from_pretrained(cls, model_id, *args, **kwargs)
+
+    OVModelForCausalLM.from_pretrained = classmethod(from_pretrained)
     _install_visual_cache_position()
 
 

@@ -98,7 +98,7 @@ def test_cli_int4_step_bar_covers_compression(cli_int4):
     steps = ["loading weights", "tracing", "saving the IR", "compressing weights", "saving the compressed IR"]
     positions = [stderr.find(f"Qwen3.5 export: {step}") for step in steps]
     assert -1 not in positions and positions == sorted(positions), dict(zip(steps, positions, strict=True))
-    assert "Qwen3.5 export: done: step 8/8" in stderr
+    assert "Qwen3.5 export: saving the compressed IR: step 8/8\nQwen3.5 export: done [" in stderr
 
 
 def test_cli_int4_applies_the_qwen35_policy(cli_int4):

@@ -42,8 +42,8 @@ def test_optimum_cli_without_task_exports_text_llm(kind, request, tmp_path):
     # A plain optimum-cli run: the plugin is picked up through optimum.commands.register.
     result = run_optimum_cli("export", "openvino", "--model", str(checkpoint), str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    # The step bar names each long step and ends at the last one.
-    for step in ("loading weights", "tracing", "converting to OpenVINO", "saving the IR", "done: step 6/6"):
+    # The step lines name each long step and end with the total time (stderr is not a terminal here).
+    for step in ("loading weights", "tracing", "converting to OpenVINO", "saving the IR", "done ["):
         assert f"Qwen3.5 export: {step}" in result.stderr, step
     # The tiny checkpoints have no tokenizer: the folder still carries the configs LLMPipeline reads.
     assert not (checkpoint / "tokenizer_config.json").exists()

@@ -1,7 +1,8 @@
 """What the plugin adds to ``optimum-cli export openvino``: its options and its error output.
 
 * Options, in their own argument group: ``--thinking on|off`` (the exported chat template's default
-  reasoning mode, see :mod:`.tokenizer`) and ``--verbose`` (tracebacks for the plugin's errors).
+  reasoning mode, see :mod:`.tokenizer`) and ``--verbose`` (tracebacks for the plugin's errors, and
+  every message and progress bar of the libraries underneath, see :mod:`.quiet` and :mod:`.progress`).
 * Errors: a user error the plugin raises (:class:`~optimum_qwen35.errors.Qwen35ExportError`: a
   non-empty output folder, a broken checkpoint, a bad option, a full disk …) reaches the user as
   one line, ``optimum-cli: error: <what is wrong and the fix>``, exit status 1, without the Python
@@ -37,7 +38,12 @@ def add_arguments(parser: ArgumentParser) -> None:
         help="Default reasoning mode of the exported chat template when a request does not set "
         "enable_thinking (openvino-genai generate(str), OVMS). Default: the checkpoint's own.",
     )
-    group.add_argument("--verbose", action="store_true", help="Show Python tracebacks for optimum-qwen35's errors.")
+    group.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Show Python tracebacks for optimum-qwen35's errors, and every message and progress bar of the "
+        "libraries underneath (by default the export hides those it knows to be irrelevant).",
+    )
 
 
 def thinking(args: Namespace) -> bool | None:
@@ -46,9 +52,14 @@ def thinking(args: Namespace) -> bool | None:
 
 
 def note_verbosity(args: Namespace) -> None:
-    """Remember ``--verbose`` for :func:`report_error`."""
+    """Remember ``--verbose`` for :func:`report_error` and :func:`verbose`."""
     global _verbose
     _verbose = bool(getattr(args, "verbose", False))
+
+
+def verbose() -> bool:
+    """Whether the last ``optimum-cli export openvino`` / ``optimum_qwen35.export`` run asked for ``--verbose``."""
+    return _verbose
 
 
 def _plugin_error(error: BaseException | None) -> Qwen35ExportError | None:

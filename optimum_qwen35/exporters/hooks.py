@@ -8,10 +8,11 @@ need changing for Qwen3.5 while every other model must stay untouched:
   an explicit ``--task image-text-to-text`` gets the vision-language layout (``vlm_config.py``).
 * ``main_export``: environment and checkpoint checks before any heavy work, a staged output
   folder so that a failed export leaves nothing behind, zero-copy loading of local checkpoints
-  (``loading.py``), mapped weight pages released as they are read (``page_release.py``) and a
-  progress bar. optimum re-exports ``main_export`` (``from optimum.exporters.openvino import
-  main_export``, which ``OVModelForCausalLM.from_pretrained(export=True)`` calls), so every
-  module-level binding of the original is rebound to the hook.
+  (``loading.py``), mapped weight pages released as they are read (``page_release.py``), the
+  step display (``progress.py``) and, unless ``--verbose``, the known-irrelevant messages of the
+  libraries underneath hidden (``quiet.py``). optimum re-exports ``main_export`` (``from
+  optimum.exporters.openvino import main_export``, which ``OVModelForCausalLM.from_pretrained(
+  export=True)`` calls), so every module-level binding of the original is rebound to the hook.
 * ``patch_stateful``: for our IRs, the MoE weights back to 16-bit (``weight_dtypes.py``), then our
   stateful step (dtype normalisation first); the MTP head gets optimum-intel's KV-cache step.
 * ``add_hidden_states_rt_info``: the per-layer hidden-state locators of our IRs (``hidden_states.py``);
@@ -44,7 +45,7 @@ from optimum.exporters.tasks import TasksManager
 from ..checkpoint import checkpoint_dtype, is_qwen35_config, validate_local_checkpoint
 from ..errors import ChatTemplateError, CheckpointError
 from ..versions import check_environment
-from .command import add_arguments, note_verbosity, thinking
+from .command import add_arguments, note_verbosity, thinking, verbose
 from .disk_space import check_free_space
 from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
@@ -53,6 +54,7 @@ from .output_dir import current_staging, overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .processor_files import write_processor_files
 from .progress import advance, export_progress
+from .quiet import quiet_export
 from .scratch import current_scratch, scratch_space
 from .stateful import make_hybrid_stateful, mark_plugin_ir
 from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
@@ -194,7 +196,8 @@ def install(model_types: set[str]) -> None:
                 )
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
-                export_progress(),
+                quiet_export(verbose()),
+                export_progress(verbose()),
                 scratch_space(staging.parent),
                 zero_copy_loading(model_name_or_path),
                 released_file_pages(),
@@ -261,7 +264,8 @@ def install(model_types: set[str]) -> None:
             token = DEFAULT_THINKING.set(default_thinking)
             with (
                 staged_output(output, overwrite=overwrite_requested()) as staging,
-                export_progress(),
+                quiet_export(verbose()),
+                export_progress(verbose()),
                 scratch_space(staging.parent),  # for compression too, which runs after main_export
             ):
                 args.output = staging  # main_export and the final move of a compressed export write here

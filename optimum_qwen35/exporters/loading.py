@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from optimum.exporters.tasks import TasksManager
 from safetensors import safe_open
-from tqdm.auto import tqdm
 
 from ..checkpoint import checkpoint_dtype, load_config, safetensors_header, weight_files
 from ..errors import CheckpointError
 from .config import TASKS
+from .progress import substeps
 from .scratch import write_tensors
 
 #: safetensors dtype names of the floating-point tensors a checkpoint may hold.
@@ -47,7 +47,7 @@ def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> 
     """
     state: dict[str, torch.Tensor] = {}
     to_convert = []
-    for file in tqdm(weight_files(folder), desc="Mapping weights", unit="file", leave=False):
+    for file in substeps(weight_files(folder), "mapping weight files"):
         mapped = safe_open(str(file), framework="pt")
         for name, entry in safetensors_header(file)[1].items():
             state[name] = mapped.get_tensor(name)

@@ -32,6 +32,7 @@ import torch
 from safetensors import safe_open
 
 from .output_dir import make_owned_folder
+from .progress import substeps
 
 #: safetensors' names of the dtypes scratch tensors may have.
 DTYPE_NAMES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}
@@ -125,7 +126,7 @@ def write_tensors(
     buffer = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
     with destination.open("wb") as out:
         out.write(struct.pack("<Q", len(encoded)) + encoded)
-        for value in tensors.values():
+        for value in substeps(list(tensors.values()), "writing the scratch file"):
             parts, _ = _parts(value)
             target = dtype or parts[0].dtype
             staged = buffer.view(target)
