@@ -63,7 +63,11 @@ def peak_anonymous_export(checkpoint: Path, output: Path, *flags: str) -> int:
 
 @pytest.fixture(scope="module")
 def mid_moe_checkpoint(tmp_path_factory) -> Path:
-    """A random bf16 checkpoint of :data:`MID_MOE_CONFIG`, built without an f32 copy."""
+    """A random bf16 checkpoint of :data:`MID_MOE_CONFIG`, built without an f32 copy, its experts
+    fused as the hub stores them (transformers 5.2's ``save_pretrained`` would split them per expert,
+    and its loader would then fuse them into new anonymous tensors)."""
+    from safetensors.torch import save_file
+
     path = tmp_path_factory.mktemp("ckpt") / "mid_moe"
     with torch.device("meta"):
         model = Qwen3_5MoeForCausalLM(Qwen3_5MoeTextConfig(**MID_MOE_CONFIG, dtype="bfloat16"))
@@ -72,7 +76,10 @@ def mid_moe_checkpoint(tmp_path_factory) -> Path:
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             parameter.zero_() if name.endswith("norm.weight") else parameter.normal_(0.0, 0.02, generator=generator)
-    model.save_pretrained(path)
+    model.config.save_pretrained(path)
+    tensors = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    del tensors["lm_head.weight"]  # tied to the embedding, stored once
+    save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
     return path
 
 
