@@ -202,30 +202,79 @@ def install() -> None:
             return base_from_pretrained(cls, model_id, *args, **kwargs)
 
     OVModelForCausalLM.from_pretrained = classmethod(from_pretrained)
-    _install_visual_cache_position()
+    _install_visual_runtime()
 
 
-def _install_visual_cache_position() -> None:
-    """Give optimum-intel's Qwen3.5 VLM runtime the ``cache_position`` transformers 5.5 no longer passes.
+def _install_visual_runtime() -> None:
+    """Make optimum-intel's Qwen3.5 VLM runtime run what the processor returns, on 5.2 and 5.5.
 
-    ``_OVQwen3_5ForCausalLM.prepare_inputs_for_generation`` indexes ``cache_position`` to keep the
-    unprocessed tokens; transformers 5.5's ``generate`` calls it without one, so every generation
-    failed with "'NoneType' object is not subscriptable". The positions still to process are
-    those after the language model's stateful past (``_past_length``; none on a generation's first
-    step, which has no ``past_key_values``), exactly what 5.2's ``generate`` passes.
+    ``_OVQwen3_5ForCausalLM`` (optimum-intel 2.2) was written for transformers 5.2. Patched here,
+    on the class:
+
+    - ``prepare_inputs_for_generation`` indexes ``cache_position``, which 5.5's ``generate`` no
+      longer passes ("'NoneType' object is not subscriptable"). The positions still to process
+      are those after the language model's stateful past (``_past_length``; none on a
+      generation's first step, which has no ``past_key_values``), exactly what 5.2 passes.
+    - Its signature has no ``mm_token_type_ids``, which 5.5's processor returns, so ``generate``
+      refused the processor's output ("model_kwargs are not used by the model"). The wrapper
+      names it (``generate`` validates against the signature, so no ``functools.wraps``, whose
+      ``__wrapped__`` the check would follow).
+    - It borrows transformers' ``Qwen3_5Model.get_rope_index``, which from 5.3 requires
+      ``mm_token_type_ids`` and calls ``get_vision_position_ids``; optimum-intel's
+      ``get_multimodal_embeddings`` calls it without the ids (every ``forward`` without
+      ``position_ids``, text-only too, raised ``TypeError``) and never borrowed the helper. The
+      replacement takes 5.2's argument order, derives the ids from ``input_ids`` when none are
+      given — image token 1, video token 2, else 0, what the processor computes
+      (``create_mm_token_type_ids``) — and drops them on 5.2, whose ``get_rope_index`` reads the
+      token ids itself.
+    - ``get_multimodal_embeddings`` keeps the previous sequence's ``rope_deltas`` and, when they
+      exist, skips the mRoPE computation on a call without ``cache_position``: a second
+      ``model(**inputs)`` with an image got wrong positions (logits off by 0.38 on the reference,
+      both releases). A call with neither ``past_key_values`` nor ``position_ids`` starts a new
+      sequence (the language model resets its states then too), so it forgets them; ``generate``
+      sets them before its first step, which has ``position_ids``.
     """
+    import inspect
+
     from optimum.intel.openvino.modeling_visual_language import _OVQwen3_5ForCausalLM
+    from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5Model
 
     original = _OVQwen3_5ForCausalLM.prepare_inputs_for_generation
     if getattr(original, "__optimum_qwen35__", False):
         return
+    borrowed_rope_index = Qwen3_5Model.get_rope_index
+    takes_token_types = "mm_token_type_ids" in inspect.signature(borrowed_rope_index).parameters
 
-    @functools.wraps(original)
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, *args, cache_position=None, **kwargs):
+    def prepare_inputs_for_generation(
+        self, input_ids, past_key_values=None, *args, cache_position=None, mm_token_type_ids=None, **kwargs
+    ) -> dict:
         if cache_position is None:
             past = 0 if past_key_values is None else self.language_model._past_length
             cache_position = torch.arange(past, input_ids.shape[1], device=input_ids.device)
+        # mm_token_type_ids is named only to be accepted: generate() hands it to
+        # _prepare_position_ids_for_generation, the one place that needs it (the prefill's mRoPE).
         return original(self, input_ids, past_key_values, *args, cache_position=cache_position, **kwargs)
 
+    def get_rope_index(self, input_ids, *args, mm_token_type_ids=None, **kwargs):
+        if not takes_token_types:
+            return borrowed_rope_index(self, input_ids, *args, **kwargs)
+        if mm_token_type_ids is None:
+            mm_token_type_ids = torch.zeros_like(input_ids, dtype=torch.int32)
+            mm_token_type_ids[input_ids == self.config.image_token_id] = 1
+            mm_token_type_ids[input_ids == self.config.video_token_id] = 2
+        return borrowed_rope_index(self, input_ids, mm_token_type_ids, *args, **kwargs)
+
+    embeddings = _OVQwen3_5ForCausalLM.get_multimodal_embeddings
+
+    def get_multimodal_embeddings(self, input_ids, *args, position_ids=None, **kwargs):
+        if position_ids is None and kwargs.get("past_key_values") is None:
+            self.rope_deltas = None  # a new sequence: its mRoPE positions come from its own tokens
+        return embeddings(self, input_ids, *args, position_ids=position_ids, **kwargs)
+
+    prepare_inputs_for_generation.__doc__ = original.__doc__
     prepare_inputs_for_generation.__optimum_qwen35__ = True
     _OVQwen3_5ForCausalLM.prepare_inputs_for_generation = prepare_inputs_for_generation
+    _OVQwen3_5ForCausalLM.get_rope_index = get_rope_index
+    _OVQwen3_5ForCausalLM.get_multimodal_embeddings = get_multimodal_embeddings
+    if hasattr(Qwen3_5Model, "get_vision_position_ids"):  # transformers >= 5.3
+        _OVQwen3_5ForCausalLM.get_vision_position_ids = Qwen3_5Model.get_vision_position_ids

@@ -111,6 +111,8 @@ def test_cpu_fuses_experts_into_gather_matmul(moe_cli_export):
     assert kinds.count("GatherMatmul") == 3 * MOE_TEXT_CONFIG["num_hidden_layers"]
     assert "Tile" not in kinds, "the dense all-experts form was not fused"
     assert "GatedDeltaNet" in kinds
+    # The routing ScatterElementsUpdate is absorbed too: no Scatter runs (docs/performance.md, EliminateScatterUpdate).
+    assert not [kind for kind in kinds if "Scatter" in kind]
 
 
 @pytest.mark.parametrize("kind", ["text", "composite"])

@@ -16,6 +16,7 @@ import pytest
 import torch
 import transformers
 from ov_helpers import F32, assert_greedy_matches, relative_max_error, run_optimum_cli, runtime_layer_types
+from vision_inputs import processor_inputs, processor_returns_mm_token_type_ids, sample_image
 
 import optimum_qwen35
 from optimum_qwen35.checkpoint import mtp_tensors
@@ -110,8 +111,13 @@ def test_layout_has_every_part_with_genais_names(layout, request):
     assert all(count == 0 for count in _bf16_constants(folder).values()), _bf16_constants(folder)
 
 
-def test_language_model_keeps_the_fused_gated_deltanet(vl_dense):
-    assert "GatedDeltaNet" in runtime_layer_types(_compile(vl_dense, "language"))
+@pytest.mark.parametrize("layout", ["vl_dense", "vl_moe"])
+def test_language_model_keeps_the_fused_gated_deltanet(layout, request):
+    kinds = runtime_layer_types(_compile(request.getfixturevalue(layout), "language"))
+    assert "GatedDeltaNet" in kinds
+    # mRoPE is a constant per-axis mask, not transformers' slice assignments (ScatterNDUpdate in
+    # optimum-intel's IR), and the MoE routing scatter is absorbed by GatherMatmul: no Scatter runs.
+    assert not [kind for kind in kinds if "Scatter" in kind]
 
 
 # --- language model parity ------------------------------------------------------------------------------
@@ -355,6 +361,54 @@ def test_ov_model_for_visual_causal_lm_generates_transformers_greedy(vl_referenc
         inputs = tokenizer(prompt, return_tensors="pt")
         tokens = ov_model.generate(**inputs, max_new_tokens=16, do_sample=False)[0, inputs.input_ids.shape[1] :]
         assert_greedy_matches(model, inputs.input_ids[0].tolist(), tokens.tolist())
+
+
+# --- OVModelForVisualCausalLM on what the processor returns ----------------------------------------------
+
+_TEXT = np.random.default_rng(4).integers(0, 700, 40).tolist()  # plain token ids (the miniatures' specials: >= 757)
+PROCESSOR_PROMPTS = {
+    "text-only": [_TEXT[:20]],
+    "one-image": [_TEXT[:6], sample_image(256, 256, seed=0), _TEXT[6:12]],  # 16 x 16 patches: 64 image tokens
+    "two-images": [_TEXT[:6], sample_image(256, 256, seed=0), _TEXT[6:9], sample_image(256, 320, seed=1), _TEXT[9:14]],
+}
+
+
+def _assert_greedy_equals(hf_result, tokens: list[int], tie: float = 0.05) -> None:
+    """``tokens`` equal transformers' greedy ``hf_result`` up to its end, or up to a near tie: the first
+    token that differs must be within ``tie`` of HF's best log-probability at that step (as
+    ``ov_helpers.assert_greedy_matches``, with the scores of HF's own ``generate``)."""
+    expected = hf_result.sequences[0, -len(hf_result.scores) :].tolist()
+    for position, (token, best) in enumerate(zip(tokens, expected, strict=False)):
+        if token != best:
+            logprobs = torch.log_softmax(hf_result.scores[position][0].float(), dim=-1)
+            gap = float(logprobs[best] - logprobs[token])
+            assert gap <= tie, f"token {position}: got {token}, HF greedy {best} (log-prob gap {gap:.3f} > {tie})"
+            return
+    assert tokens == expected
+
+
+@pytest.mark.parametrize("layout,checkpoint", [("vl_dense", "hub_dense_checkpoint"), ("vl_moe", "hub_moe_checkpoint")])
+@pytest.mark.parametrize("prompt", list(PROCESSOR_PROMPTS))
+def test_ov_model_for_visual_causal_lm_runs_processor_outputs(layout, checkpoint, prompt, request):
+    """``model(**inputs)`` and ``model.generate(**inputs)`` with the processor's dict as it is
+    (``mm_token_type_ids`` included on transformers 5.3+) give transformers' logits and greedy tokens."""
+    from optimum.intel import OVModelForVisualCausalLM
+
+    folder, model = request.getfixturevalue(layout), hf_composite(request.getfixturevalue(checkpoint))
+    inputs = processor_inputs(folder, PROCESSOR_PROMPTS[prompt])
+    assert ("mm_token_type_ids" in inputs) == processor_returns_mm_token_type_ids()
+    ov_model = OVModelForVisualCausalLM.from_pretrained(folder, ov_config=F32)
+    with torch.no_grad():
+        expected = model(**inputs).logits.numpy()
+        hf_greedy = model.generate(
+            **inputs, max_new_tokens=12, do_sample=False, output_scores=True, return_dict_in_generate=True
+        )
+    assert relative_max_error(ov_model(**inputs).logits.numpy(), expected) <= 1e-4
+    # A caller that drops mm_token_type_ids (or a transformers 5.2 processor) gets the same logits.
+    without = {key: value for key, value in inputs.items() if key != "mm_token_type_ids"}
+    assert relative_max_error(ov_model(**without).logits.numpy(), expected) <= 1e-4
+    tokens = ov_model.generate(**inputs, max_new_tokens=12, do_sample=False)[0, inputs["input_ids"].shape[1] :]
+    _assert_greedy_equals(hf_greedy, tokens.tolist())
 
 
 # --- compression ----------------------------------------------------------------------------------------
