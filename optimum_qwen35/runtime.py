@@ -120,11 +120,29 @@ class OVQwen35ForCausalLM(OVModelForCausalLM):
         kwargs[LOGITS_TO_KEEP] = logits_to_keep
         return super().forward(input_ids, attention_mask, past_key_values, position_ids, token_type_ids, **kwargs)
 
-    def prepare_inputs(self, *args, **kwargs) -> dict:
-        inputs = super().prepare_inputs(*args, **kwargs)
+    def prepare_inputs(self, input_ids, attention_mask=None, past_key_values=None, *args, **kwargs) -> dict:
+        if past_key_values is None and self.use_cache and not self.stateful:  # a stateless IR's first step
+            past_key_values = self._empty_states(input_ids.shape[0])
+        inputs = super().prepare_inputs(input_ids, attention_mask, past_key_values, *args, **kwargs)
         if LOGITS_TO_KEEP in self.input_names:
             inputs[LOGITS_TO_KEEP] = np.array(int(kwargs.get(LOGITS_TO_KEEP) or 0), dtype=np.int64)
         return inputs
+
+    def _empty_states(self, batch: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Zero conv/recurrent states and empty KV caches for a stateless IR (``--disable-stateful``),
+        in optimum-intel's layout for them: pairs, in the IR's state input order."""
+        from .modeling.state_layout import StateLayout
+
+        layout = StateLayout.from_text_config(self.config.get_text_config())
+        states = [np.zeros(shape, np.float32) for _, shape in layout.state_shapes(batch, 0)]
+        return tuple(zip(states[::2], states[1::2], strict=True))
+
+    def _get_past_length(self, past_key_values=None) -> int:
+        if past_key_values is None or self.stateful:
+            return super()._get_past_length(past_key_values)
+        flat = [state for pair in past_key_values for state in pair]
+        key = next(i for i, name in enumerate(self.key_value_input_names) if ".key." in name)
+        return flat[key].shape[2]  # [B, kv heads, past, head dim]
 
     def _deduplicate_inputs(self, model_inputs: dict):
         # optimum-intel indexes every input but input_ids and beam_idx by batch row: not a scalar.
@@ -158,6 +176,9 @@ def install() -> None:
         known = (OVModelWithMambaForCausalLM, OVModelForCausalLM, OVQwen35ForCausalLM)
         if type(model) in known and is_plugin_ir(model.model):
             model.__class__ = OVQwen35ForCausalLM
+            if not model.stateful:  # --disable-stateful: states are inputs/outputs, fed back by optimum-intel
+                model.key_value_input_names = [n for n in model.input_names if n.startswith("cache_params.past.")]
+                model.key_value_output_names = [n for n in model.output_names if n.startswith("cache_params.present.")]
             if not model._compile_only and lm_head(model.model) is not None:
                 model.input_names[LOGITS_TO_KEEP] = len(model.input_names)
                 model.input_dtypes[LOGITS_TO_KEEP] = "i64"

@@ -25,6 +25,7 @@ from ..modeling import locate_text_model
 from ..modeling.mtp import PREFIX, MTPHead
 from ..modeling.sparse_moe import is_sparse_moe, restore_experts, vectorize_experts
 from ..versions import SUPPORTED
+from .plugin_ir import claim
 from .progress import advance
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class Qwen35MTPPatcher:
         del self._model.forward
 
 
+@claim
 class Qwen35MTPOpenVINOConfig(Qwen3_5MTPOpenVINOConfig):
     """optimum-intel's MTP names and axes; our head, patcher and example inputs."""
 
