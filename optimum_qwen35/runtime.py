@@ -140,9 +140,11 @@ class OVQwen35ForCausalLM(OVModelForCausalLM):
     def _get_past_length(self, past_key_values=None) -> int:
         if past_key_values is None or self.stateful:
             return super()._get_past_length(past_key_values)
-        flat = [state for pair in past_key_values for state in pair]
+        states = list(past_key_values)  # pairs (generation) or already flattened (prepare_inputs)
+        if len(states) != len(self.key_value_input_names):
+            states = [state for pair in states for state in pair]
         key = next(i for i, name in enumerate(self.key_value_input_names) if ".key." in name)
-        return flat[key].shape[2]  # [B, kv heads, past, head dim]
+        return states[key].shape[2]  # [B, kv heads, past, head dim]
 
     def _deduplicate_inputs(self, model_inputs: dict):
         # optimum-intel indexes every input but input_ids and beam_idx by batch row: not a scalar.
@@ -179,6 +181,7 @@ def install() -> None:
             if not model.stateful:  # --disable-stateful: states are inputs/outputs, fed back by optimum-intel
                 model.key_value_input_names = [n for n in model.input_names if n.startswith("cache_params.past.")]
                 model.key_value_output_names = [n for n in model.output_names if n.startswith("cache_params.present.")]
+                model._pkv_precision = ov.Type.f32  # see _keep_f32_states
             if not model._compile_only and lm_head(model.model) is not None:
                 model.input_names[LOGITS_TO_KEEP] = len(model.input_names)
                 model.input_dtypes[LOGITS_TO_KEEP] = "i64"
@@ -188,7 +191,24 @@ def install() -> None:
 
     _from_pretrained.__optimum_qwen35__ = True
     OVModelForCausalLM._from_pretrained = classmethod(_from_pretrained)
+    _keep_f32_states()
     _install_visual_cache_position()
+
+
+def _keep_f32_states() -> None:
+    """Keep a stateless plugin IR's state ports f32 when ``OVModelForCausalLM`` loads it.
+
+    On a CPU with bf16 inference optimum-intel re-types a stateless IR's KV-cache ports to bf16,
+    finding inputs by ``past_key_values`` and outputs by ``present``: on our IR it would re-type
+    only the ``cache_params.present.*`` outputs (and save them so after compression), and the
+    recurrent state would lose precision between steps.
+    """
+    original = OVModelForCausalLM._get_model_with_updated_pkv_precision  # a staticmethod: the function
+
+    def _get_model_with_updated_pkv_precision(model: ov.Model, pkv_precision: ov.Type) -> ov.Model:
+        return model if is_plugin_ir(model) else original(model, pkv_precision)
+
+    OVModelForCausalLM._get_model_with_updated_pkv_precision = staticmethod(_get_model_with_updated_pkv_precision)
 
 
 def _install_visual_cache_position() -> None:
