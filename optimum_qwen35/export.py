@@ -29,6 +29,7 @@ def _cli_args(
     task: str,
     weight_format: str | None,
     convert_tokenizer: bool,
+    stateful: bool,
     thinking: bool | None,
     flags: dict[str, Any],
 ):
@@ -41,6 +42,8 @@ def _cli_args(
         argv += ["--weight-format", weight_format]
     if not convert_tokenizer:
         argv.append("--disable-convert-tokenizer")
+    if not stateful:
+        argv.append("--disable-stateful")
     for name, value in flags.items():
         if value is None or value is False:
             continue
@@ -63,6 +66,7 @@ def export(
     weight_format: str | None = None,
     overwrite: bool = False,
     convert_tokenizer: bool = True,
+    stateful: bool = True,
     thinking: bool | None = None,
     **compression: Any,
 ) -> Path:
@@ -88,6 +92,9 @@ def export(
             or ``"int4"`` (the Qwen3.5 policy of ``docs/compression.md`` unless flags override it).
         overwrite: replace a non-empty ``output``.
         convert_tokenizer: also write the openvino-tokenizers IRs.
+        stateful: ``False`` exports states as ``cache_params.past.*`` inputs and
+            ``cache_params.present.*`` outputs (``optimum-cli --disable-stateful``) instead of hiding
+            them inside the model; ``LLMPipeline`` needs the stateful IR.
         thinking: default reasoning mode of the exported chat template for requests that do not set
             ``enable_thinking`` (``optimum-cli --thinking on|off``); None keeps the checkpoint's.
         **compression: ``optimum-cli export openvino`` compression flags, with underscores:
@@ -119,7 +126,9 @@ def export(
                 "Fix: pass a Qwen3.5 checkpoint folder or hub id."
             )
     output = check_output(output, overwrite)
-    parser, args = _cli_args(str(model), output, task, weight_format, convert_tokenizer, thinking, compression)
+    parser, args = _cli_args(
+        str(model), output, task, weight_format, convert_tokenizer, stateful, thinking, compression
+    )
 
     from optimum.commands.export.openvino import OVExportCommand
 

@@ -27,6 +27,7 @@ from ov_helpers import (
 )
 from tiny_models import TEXT_CONFIG
 
+import optimum_qwen35
 from optimum_qwen35.exporters.plugin_ir import marked_policy_config
 from optimum_qwen35.modeling.state_layout import StateLayout
 from optimum_qwen35.runtime import is_plugin_ir
@@ -112,13 +113,10 @@ def test_cli_disable_stateful_int4_applies_the_policy(cli_stateless_int4):
     assert_policy(policy_roles(weight_precisions(cli_stateless_int4)))
 
 
-def test_cli_disable_stateful_int8_never_compresses_the_moe_shared_expert_gate(moe_text_checkpoint, tmp_path):
-    out = tmp_path / "out"
-    result = run_optimum_cli(
-        "export", "openvino", "--model", str(moe_text_checkpoint), "--disable-stateful", "--weight-format", "int8",
-        "--disable-convert-tokenizer", str(out),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_python_stateless_int8_never_compresses_the_moe_shared_expert_gate(moe_text_checkpoint, tmp_path):
+    out = optimum_qwen35.export(
+        moe_text_checkpoint, tmp_path / "out", stateful=False, weight_format="int8", convert_tokenizer=False
+    )
     _assert_stateless(_read(out))
     precisions = weight_precisions(out)
     assert _dtypes_of(precisions, ".mlp.shared_expert_gate/") == {"f32"}, "compressing it breaks >1 CPU stream"
