@@ -183,6 +183,11 @@ def validate_weights(path: Path) -> dict[str, list[int]]:
         return shapes
     if (path / SINGLE_FILE).is_file():
         return _safetensors_shapes(path / SINGLE_FILE)
+    if any(path.glob("openvino_*model.xml")):
+        raise CheckpointError(
+            f"{path} is an exported OpenVINO folder, not a checkpoint: there are no weights to export from. "
+            "Fix: load it without export=True (OVModelForCausalLM / OVModelForVisualCausalLM.from_pretrained(folder))."
+        )
     raise CheckpointError(f"{path} has no {SINGLE_FILE} or {INDEX_FILE}. Fix: download the weights (safetensors) too.")
 
 

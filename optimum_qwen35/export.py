@@ -29,6 +29,7 @@ def _cli_args(
     task: str,
     weight_format: str | None,
     convert_tokenizer: bool,
+    stateful: bool,
     thinking: bool | None,
     verbose: bool,
     flags: dict[str, Any],
@@ -44,6 +45,8 @@ def _cli_args(
         argv.append("--disable-convert-tokenizer")
     if verbose:
         argv.append("--verbose")
+    if not stateful:
+        argv.append("--disable-stateful")
     for name, value in flags.items():
         if value is None or value is False:
             continue
@@ -66,6 +69,7 @@ def export(
     weight_format: str | None = None,
     overwrite: bool = False,
     convert_tokenizer: bool = True,
+    stateful: bool = True,
     thinking: bool | None = None,
     verbose: bool = False,
     **compression: Any,
@@ -92,6 +96,9 @@ def export(
             or ``"int4"`` (the Qwen3.5 policy of ``docs/compression.md`` unless flags override it).
         overwrite: replace a non-empty ``output``.
         convert_tokenizer: also write the openvino-tokenizers IRs.
+        stateful: ``False`` exports states as ``cache_params.past.*`` inputs and
+            ``cache_params.present.*`` outputs (``optimum-cli --disable-stateful``) instead of hiding
+            them inside the model; ``LLMPipeline`` needs the stateful IR.
         thinking: default reasoning mode of the exported chat template for requests that do not set
             ``enable_thinking`` (``optimum-cli --thinking on|off``); None keeps the checkpoint's.
         verbose: show every message and progress bar of the libraries underneath (``optimum-cli
@@ -126,7 +133,9 @@ def export(
                 "Fix: pass a Qwen3.5 checkpoint folder or hub id."
             )
     output = check_output(output, overwrite)
-    parser, args = _cli_args(str(model), output, task, weight_format, convert_tokenizer, thinking, verbose, compression)
+    parser, args = _cli_args(
+        str(model), output, task, weight_format, convert_tokenizer, stateful, thinking, verbose, compression
+    )
 
     from optimum.commands.export.openvino import OVExportCommand
 

@@ -26,7 +26,7 @@ def register() -> None:
     import optimum.exporters.openvino.utils as ov_utils
     from optimum.exporters.tasks import TasksManager
 
-    from . import runtime
+    from . import local_folders, runtime
     from .compression import hooks as compression_hooks
     from .exporters import hooks
     from .exporters.config import TASKS, Qwen35TextOpenVINOConfig
@@ -47,4 +47,5 @@ def register() -> None:
     hooks.install(set(TEXT_MODEL_TYPES))
     compression_hooks.install(set(TEXT_MODEL_TYPES))
     runtime.install()
+    local_folders.install(set(TEXT_MODEL_TYPES))
     _registered = True

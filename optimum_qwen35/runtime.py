@@ -126,11 +126,31 @@ class OVQwen35ForCausalLM(OVModelForCausalLM):
         kwargs[LOGITS_TO_KEEP] = logits_to_keep
         return super().forward(input_ids, attention_mask, past_key_values, position_ids, token_type_ids, **kwargs)
 
-    def prepare_inputs(self, *args, **kwargs) -> dict:
-        inputs = super().prepare_inputs(*args, **kwargs)
+    def prepare_inputs(self, input_ids, attention_mask=None, past_key_values=None, *args, **kwargs) -> dict:
+        if past_key_values is None and self.use_cache and not self.stateful:  # a stateless IR's first step
+            past_key_values = self._empty_states(input_ids.shape[0])
+        inputs = super().prepare_inputs(input_ids, attention_mask, past_key_values, *args, **kwargs)
         if LOGITS_TO_KEEP in self.input_names:
             inputs[LOGITS_TO_KEEP] = np.array(int(kwargs.get(LOGITS_TO_KEEP) or 0), dtype=np.int64)
         return inputs
+
+    def _empty_states(self, batch: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Zero conv/recurrent states and empty KV caches for a stateless IR (``--disable-stateful``),
+        in optimum-intel's layout for them: pairs, in the IR's state input order."""
+        from .modeling.state_layout import StateLayout
+
+        layout = StateLayout.from_text_config(self.config.get_text_config())
+        states = [np.zeros(shape, np.float32) for _, shape in layout.state_shapes(batch, 0)]
+        return tuple(zip(states[::2], states[1::2], strict=True))
+
+    def _get_past_length(self, past_key_values=None) -> int:
+        if past_key_values is None or self.stateful:
+            return super()._get_past_length(past_key_values)
+        states = list(past_key_values)  # pairs (generation) or already flattened (prepare_inputs)
+        if len(states) != len(self.key_value_input_names):
+            states = [state for pair in states for state in pair]
+        key = next(i for i, name in enumerate(self.key_value_input_names) if ".key." in name)
+        return states[key].shape[2]  # [B, kv heads, past, head dim]
 
     def _deduplicate_inputs(self, model_inputs: dict):
         # optimum-intel indexes every input but input_ids and beam_idx by batch row: not a scalar.
@@ -179,6 +199,10 @@ def install() -> None:
         known = (OVModelWithMambaForCausalLM, OVModelForCausalLM, OVQwen35ForCausalLM)
         if type(model) in known and is_plugin_ir(model.model):
             model.__class__ = OVQwen35ForCausalLM
+            if not model.stateful:  # --disable-stateful: states are inputs/outputs, fed back by optimum-intel
+                model.key_value_input_names = [n for n in model.input_names if n.startswith("cache_params.past.")]
+                model.key_value_output_names = [n for n in model.output_names if n.startswith("cache_params.present.")]
+                model._pkv_precision = ov.Type.f32  # see _keep_f32_states
             if not model._compile_only and lm_head(model.model) is not None:
                 model.input_names[LOGITS_TO_KEEP] = len(model.input_names)
                 model.input_dtypes[LOGITS_TO_KEEP] = "i64"
@@ -202,7 +226,24 @@ def install() -> None:
             return base_from_pretrained(cls, model_id, *args, **kwargs)
 
     OVModelForCausalLM.from_pretrained = classmethod(from_pretrained)
+    _keep_f32_states()
     _install_visual_runtime()
+
+
+def _keep_f32_states() -> None:
+    """Keep a stateless plugin IR's state ports f32 when ``OVModelForCausalLM`` loads it.
+
+    On a CPU with bf16 inference optimum-intel re-types a stateless IR's KV-cache ports to bf16,
+    finding inputs by ``past_key_values`` and outputs by ``present``: on our IR it would re-type
+    only the ``cache_params.present.*`` outputs (and save them so after compression), and the
+    recurrent state would lose precision between steps.
+    """
+    original = OVModelForCausalLM._get_model_with_updated_pkv_precision  # a staticmethod: the function
+
+    def _get_model_with_updated_pkv_precision(model: ov.Model, pkv_precision: ov.Type) -> ov.Model:
+        return model if is_plugin_ir(model) else original(model, pkv_precision)
+
+    OVModelForCausalLM._get_model_with_updated_pkv_precision = staticmethod(_get_model_with_updated_pkv_precision)
 
 
 def _install_visual_runtime() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,14 +95,14 @@ def assert_greedy_matches(hf_model: torch.nn.Module, prompt_ids: list[int], toke
             context.append(token)
 
 
-def weight_precisions(export_dir: Path) -> dict[str, tuple[str, list[int]]]:
-    """``{op name: (weight constant dtype, shape)}`` for every MatMul/Gather/GroupConvolution whose
+def weight_precisions(export_dir: Path, xml: str = "openvino_model.xml") -> dict[str, tuple[str, list[int]]]:
+    """``{op name: (weight constant dtype, shape)}`` for every MatMul/Gather/(Group)Convolution whose
     weight input is a constant (seen through Convert/Subtract/Multiply/Reshape decompression)."""
-    model = ov.Core().read_model(Path(export_dir) / "openvino_model.xml")
+    model = ov.Core().read_model(Path(export_dir) / xml)
     result = {}
     for op in model.get_ordered_ops():
         kind = op.get_type_name()
-        if kind not in ("MatMul", "Gather", "GroupConvolution"):
+        if kind not in ("MatMul", "Gather", "Convolution", "GroupConvolution"):
             continue
         node = op.input_value(0 if kind == "Gather" else 1).get_node()
         while node.get_type_name() in ("Convert", "Subtract", "Multiply", "Reshape"):
@@ -109,3 +110,41 @@ def weight_precisions(export_dir: Path) -> dict[str, tuple[str, list[int]]]:
         if node.get_type_name() == "Constant" and len(node.get_output_shape(0)) >= 2:
             result[op.get_friendly_name()] = (node.get_output_element_type(0).get_type_name(), list(node.shape))
     return result
+
+
+def policy_roles(precisions: dict) -> dict[str, set[str]]:
+    """Weight dtypes grouped by policy role: Gated DeltaNet projections, full attention projections,
+    ``mlp.down_proj`` (dense, or an MoE model's shared expert) of the first and last decoder layer
+    (``down_ends``) and of the others (``down_proj``), the other MLP projections, embedding, conv."""
+    groups: dict[str, set[str]] = {
+        k: set() for k in ("linear_attn", "attention", "down_ends", "down_proj", "projections", "embedding", "conv")
+    }
+    layer_of = {name: int(m.group(1)) for name in precisions if (m := re.search(r"\.layers\.(\d+)\.", name))}
+    last = max(layer_of.values())
+    for name, (dtype, _) in precisions.items():
+        if ".linear_attn." in name:
+            groups["linear_attn"].add(dtype)
+        elif ".self_attn." in name:
+            groups["attention"].add(dtype)
+        elif re.search(r"\.mlp\.(shared_expert\.)?down_proj/", name):
+            groups["down_ends" if layer_of[name] in (0, last) else "down_proj"].add(dtype)
+        elif "embed_tokens" in name:
+            groups["embedding"].add(dtype)
+        elif "GroupConvolution" in name:
+            groups["conv"].add(dtype)
+        elif "_proj" in name:
+            groups["projections"].add(dtype)
+    return groups
+
+
+def assert_policy(groups: dict[str, set[str]], int4: str = "u4", embedding: bool = True) -> None:
+    """The default policy's precision per role (docs/compression.md), INT4 as ``int4`` (u4 asym, i4 sym).
+
+    ``embedding=False`` for an IR without the embedding table (the vision-language layout's language model).
+    """
+    assert groups["linear_attn"] == {"u8"}, "Gated DeltaNet projections must be INT8 under the default policy"
+    assert groups["attention"] == {"u8"}, "full attention projections are INT8"
+    assert groups["down_ends"] == {"u8"}, "down_proj of the first and last layer is INT8"
+    assert groups["down_proj"] == groups["projections"] == {int4}, "the other MLP projections are INT4"
+    assert groups["embedding"] == ({"u8"} if embedding else set()), "the embedding is INT8 (in the IR that has it)"
+    assert groups["conv"] == {"f32"}, "the depthwise conv1d must stay uncompressed"

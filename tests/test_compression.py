@@ -9,47 +9,20 @@ import re
 import numpy as np
 import openvino as ov
 import pytest
-from ov_helpers import compile_ir, run_chunks, run_optimum_cli, runtime_layer_types, weight_precisions
+from ov_helpers import (
+    assert_policy,
+    compile_ir,
+    policy_roles,
+    run_chunks,
+    run_optimum_cli,
+    runtime_layer_types,
+    weight_precisions,
+)
 from tiny_models import MOE_TEXT_CONFIG, TEXT_CONFIG
 
 import optimum_qwen35
 from optimum_qwen35.compression.calibration import calibration_texts
 from optimum_qwen35.errors import CalibrationDataError, CompressionConfigError
-
-
-def _kinds(precisions: dict) -> dict[str, set[str]]:
-    """Weight dtypes grouped by policy role: Gated DeltaNet projections, full attention projections,
-    ``mlp.down_proj`` (dense, or an MoE model's shared expert) of the first and last decoder layer
-    (``down_ends``) and of the others (``down_proj``), the other MLP projections, embedding, conv."""
-    groups: dict[str, set[str]] = {
-        k: set() for k in ("linear_attn", "attention", "down_ends", "down_proj", "projections", "embedding", "conv")
-    }
-    layer_of = {name: int(m.group(1)) for name in precisions if (m := re.search(r"\.layers\.(\d+)\.", name))}
-    last = max(layer_of.values())
-    for name, (dtype, _) in precisions.items():
-        if ".linear_attn." in name:
-            groups["linear_attn"].add(dtype)
-        elif ".self_attn." in name:
-            groups["attention"].add(dtype)
-        elif re.search(r"\.mlp\.(shared_expert\.)?down_proj/", name):
-            groups["down_ends" if layer_of[name] in (0, last) else "down_proj"].add(dtype)
-        elif "embed_tokens" in name:
-            groups["embedding"].add(dtype)
-        elif "GroupConvolution" in name:
-            groups["conv"].add(dtype)
-        elif "_proj" in name:
-            groups["projections"].add(dtype)
-    return groups
-
-
-def _assert_policy(groups: dict[str, set[str]], int4: str = "u4") -> None:
-    """The default policy's precision per role (docs/compression.md), INT4 as ``int4`` (u4 asym, i4 sym)."""
-    assert groups["linear_attn"] == {"u8"}, "Gated DeltaNet projections must be INT8 under the default policy"
-    assert groups["attention"] == {"u8"}, "full attention projections are INT8"
-    assert groups["down_ends"] == {"u8"}, "down_proj of the first and last layer is INT8"
-    assert groups["down_proj"] == groups["projections"] == {int4}, "the other MLP projections are INT4"
-    assert groups["embedding"] == {"u8"}
-    assert groups["conv"] == {"f32"}, "the depthwise conv1d must stay uncompressed"
 
 
 def _qkv_split_ranks(export_dir) -> list[int]:
@@ -102,7 +75,7 @@ def test_cli_int4_step_bar_covers_compression(cli_int4):
 
 
 def test_cli_int4_applies_the_qwen35_policy(cli_int4):
-    _assert_policy(_kinds(weight_precisions(cli_int4)))
+    assert_policy(policy_roles(weight_precisions(cli_int4)))
     for name, (dtype, shape) in weight_precisions(cli_int4).items():
         if dtype == "u4":  # the policy's group size, 32 (divides hidden_size 64 and intermediate_size 128)
             assert shape[-1] == 32, f"{name}: INT4 group size should be 32, got weight shape {shape}"
@@ -120,7 +93,7 @@ def test_cli_int4_on_a_dense_composite_checkpoint(composite_checkpoint, tmp_path
         "export", "openvino", "--model", str(composite_checkpoint), "--weight-format", "int4", str(out)
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    _assert_policy(_kinds(weight_precisions(out)))
+    assert_policy(policy_roles(weight_precisions(out)))
     assert set(_qkv_split_ranks(out)) == {4}
     _assert_runs(out, TEXT_CONFIG["vocab_size"])
 
@@ -132,7 +105,7 @@ def test_cli_int4_on_a_composite_moe_checkpoint(moe_composite_checkpoint, tmp_pa
     )
     assert result.returncode == 0, result.stderr[-3000:]
     precisions = weight_precisions(out)
-    _assert_policy(_kinds(precisions))  # down_proj: the shared expert's, as a dense model's
+    assert_policy(policy_roles(precisions))  # down_proj: the shared expert's, as a dense model's
     routers = {dtype for name, (dtype, _) in precisions.items() if ".mlp.gate/" in name}
     assert routers == {"u8"}, "router weights must not be INT4"
     shared_gates = {dtype for name, (dtype, _) in precisions.items() if ".mlp.shared_expert_gate/" in name}
@@ -155,7 +128,7 @@ def test_cli_int8_on_text_and_composite_checkpoints(kind, request, tmp_path):
     checkpoint = request.getfixturevalue(f"{kind}_checkpoint")
     result = run_optimum_cli("export", "openvino", "--model", str(checkpoint), "--weight-format", "int8", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    groups = _kinds(weight_precisions(out))
+    groups = policy_roles(weight_precisions(out))
     assert groups.pop("conv") == {"f32"}, "the depthwise conv1d stays uncompressed in INT8 too"
     assert all(dtypes == {"u8"} for dtypes in groups.values()), groups
     _assert_runs(out, TEXT_CONFIG["vocab_size"])  # the MoE config shares it
@@ -167,13 +140,13 @@ def test_flags_override_the_policy(text_checkpoint, tmp_path):
         text_checkpoint, tmp_path / "a", weight_format="int4", sym=True, group_size=16, convert_tokenizer=False
     )
     precisions = weight_precisions(out)
-    _assert_policy(_kinds(precisions), int4="i4")
+    assert_policy(policy_roles(precisions), int4="i4")
     assert all(shape[-1] == 16 for dtype, shape in precisions.values() if dtype == "i4")
 
     out = optimum_qwen35.export(
         text_checkpoint, tmp_path / "b", weight_format="int4", all_layers=True, convert_tokenizer=False
     )
-    groups = _kinds(weight_precisions(out))
+    groups = policy_roles(weight_precisions(out))
     assert groups.pop("conv") == {"f32"}
     assert all(dtypes == {"u4"} for dtypes in groups.values()), f"--all-layers puts every projection in INT4: {groups}"
 
@@ -185,7 +158,7 @@ def test_npu_preset_is_channelwise_symmetric_without_rank3_splits(text_checkpoin
     precisions = weight_precisions(out)
     channelwise = [shape for dtype, shape in precisions.values() if dtype == "i4"]
     assert channelwise and all(len(shape) == 2 for shape in channelwise), "group_size -1 means one scale per row"
-    _assert_policy(_kinds(precisions), int4="i4")
+    assert_policy(policy_roles(precisions), int4="i4")
     assert set(_qkv_split_ranks(out)) == {4}
     _assert_runs(out, TEXT_CONFIG["vocab_size"])
 
@@ -195,13 +168,13 @@ def test_ratio_and_backup_precision_keep_their_meaning(text_checkpoint, tmp_path
     out = optimum_qwen35.export(
         text_checkpoint, tmp_path / "ratio", weight_format="int4", ratio=0.5, convert_tokenizer=False
     )
-    assert _kinds(weight_precisions(out))["projections"] == {"u4", "u8"}
+    assert policy_roles(weight_precisions(out))["projections"] == {"u4", "u8"}
     # --backup-precision int8_sym: the fallback layers are symmetric INT8 instead.
     out = optimum_qwen35.export(
         text_checkpoint, tmp_path / "backup", weight_format="int4", ratio=0.5, backup_precision="int8_sym",
         convert_tokenizer=False,
     )  # fmt: skip
-    assert _kinds(weight_precisions(out))["projections"] == {"u4", "i8"}
+    assert policy_roles(weight_precisions(out))["projections"] == {"u4", "i8"}
 
 
 def test_awq_without_data_is_data_free(text_checkpoint, tmp_path):
@@ -209,7 +182,7 @@ def test_awq_without_data_is_data_free(text_checkpoint, tmp_path):
     out = optimum_qwen35.export(
         text_checkpoint, tmp_path / "awq", weight_format="int4", awq=True, convert_tokenizer=False
     )
-    _assert_policy(_kinds(weight_precisions(out)))
+    assert_policy(policy_roles(weight_precisions(out)))
     _assert_runs(out, TEXT_CONFIG["vocab_size"])
 
 
@@ -289,7 +262,7 @@ def test_data_aware_compression_on_the_dense_reference(reference_checkpoint, tmp
         num_samples=8,
         convert_tokenizer=False,
     )
-    _assert_policy(_kinds(weight_precisions(out)))
+    assert_policy(policy_roles(weight_precisions(out)))
     config = json.loads((out / "config.json").read_text())
     _assert_runs(out, config.get("text_config", config)["vocab_size"])
 
@@ -310,7 +283,7 @@ def test_from_pretrained_bits4_gets_the_policy(text_checkpoint, tmp_path):
 
     model = OVModelForCausalLM.from_pretrained(text_checkpoint, export=True, quantization_config={"bits": 4})
     model.save_pretrained(tmp_path / "out")
-    _assert_policy(_kinds(weight_precisions(tmp_path / "out")))
+    assert_policy(policy_roles(weight_precisions(tmp_path / "out")))
 
 
 def test_policy_int8_set_names_the_first_and_last_down_proj_for_any_depth():
@@ -358,7 +331,7 @@ def test_data_aware_gptq_on_the_trained_moe_reference(moe_reference_checkpoint, 
     )
     precisions = weight_precisions(out)
     assert {dtype for name, (dtype, _) in precisions.items() if ".mlp.experts/" in name} == {"i4"}
-    assert _kinds(precisions)["linear_attn"] == {"u8"}
+    assert policy_roles(precisions)["linear_attn"] == {"u8"}
     _assert_runs(out, json.loads((out / "config.json").read_text())["vocab_size"])
 
 

@@ -7,10 +7,15 @@ Three functions are wrapped; each behaves exactly as before for any model that i
   calibration text and merges the policy, *before* exporting.
 * ``get_default_quantization_config`` (``--weight-format int4`` alone, and
   ``from_pretrained(..., quantization_config={"bits": 4})``): returns the policy's config.
-* ``optimum.intel.openvino.quantization._weight_only_quantization``: on a plugin IR, compresses
-  the vocabulary tables (embedding, untied ``lm_head``) in row chunks first (:mod:`.embedding`),
-  and after NNCF's INT4 pass runs the INT8 pass for the weights the policy keeps in INT8; pages of
-  the IR's mapped ``.bin`` are released as they are read (:mod:`..exporters.page_release`).
+* ``optimum.intel.openvino.quantization._weight_only_quantization`` (every weight compression of
+  every route: CLI, ``from_pretrained(..., quantization_config=...)`` with or without export,
+  ``OVQuantizer``, each part of the vision-language layout): on a plugin IR (marked by
+  :mod:`..exporters.plugin_ir`), completes an INT4 config with the policy from the text-config
+  values the IR carries (:func:`.policy.with_policy`) and adds the never-compressed weights,
+  compresses the vocabulary tables (embedding, untied ``lm_head``) in row chunks first
+  (:mod:`.embedding`), and after NNCF's INT4 pass runs the INT8 pass for the weights the policy
+  keeps in INT8; pages of the IR's mapped ``.bin`` are released as they are read
+  (:mod:`..exporters.page_release`).
 
 The output folder needs no hook here: the export hooks stage optimum-cli's whole run.
 """
@@ -32,6 +37,7 @@ import optimum.intel.openvino.quantization as ov_quantization
 from ..errors import CalibrationDataError
 from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.page_release import released_file_pages
+from ..exporters.plugin_ir import marked_policy_config
 from ..exporters.progress import advance
 from ..exporters.scratch import spilled_constant
 from ..runtime import is_plugin_ir
@@ -187,6 +193,9 @@ def install(model_types: set[str]) -> None:
                 mode = embedding_mode(quantization_config)
                 # Before NNCF, which would hold each whole vocabulary table in f32 several times.
                 tables_compressed = mode is not None and compress_vocabulary_tables(model, mode)
+                text_config = marked_policy_config(model)
+                if text_config is not None:
+                    quantization_config = policy.with_policy(quantization_config, text_config)
                 quantization_config = scoped_to(model, policy.with_never_compressed(quantization_config))
                 if tables_compressed and policy.config_value(quantization_config, "bits") == 4:
                     quantization_config = with_all_layers(quantization_config)

@@ -99,6 +99,21 @@ def int8_patterns_for(text_config: dict[str, Any]) -> list[str]:
     return patterns
 
 
+#: The text-config values the policy is derived from: depth, experts and the input channels of
+#: every weight kind (:func:`int8_patterns_for`, :func:`int4_input_channels`).
+POLICY_CONFIG_KEYS = (
+    "num_hidden_layers",
+    "num_experts",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "head_dim",
+    "linear_num_value_heads",
+    "linear_value_head_dim",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+)
+
 #: Preferred INT4 group sizes, best first (see docs/compression.md for the measurement).
 INT4_GROUP_SIZES = (32, 16)
 INT4_SYMMETRIC = False
@@ -210,6 +225,32 @@ def resolve_weight_config(config: dict[str, Any], text_config: dict[str, Any], u
         scope = dict(config.get("ignored_scope") or {})
         scope["patterns"] = [*scope.get("patterns", []), *int8_patterns_for(text_config)]
         config["ignored_scope"] = scope
+    return config
+
+
+def with_policy(config: Any, text_config: dict[str, Any]) -> Any:
+    """A copy of an INT4 weight config (dict or optimum-intel config object) with the policy's INT8 set
+    in its ignored scope and, when it names no group size, the policy's group size.
+
+    What ``--weight-format int4`` gets from :func:`resolve_weight_config`, for configs that did not
+    come through the CLI or ``quantization_config={"bits": 4}`` (``OVQuantizer`` with an
+    ``OVWeightQuantizationConfig(bits=4, ...)``): the values the config sets are kept, as the CLI's
+    flags are, and ``all_layers`` drops the INT8 set. Other configs are returned unchanged;
+    patterns already present are not repeated.
+    """
+    if config_value(config, "bits") != 4 or config_value(config, "all_layers"):
+        return config
+    scope = dict(config_value(config, "ignored_scope") or {})
+    present = list(scope.get("patterns") or [])
+    scope["patterns"] = present + [p for p in int8_patterns_for(text_config) if p not in present]
+    changes = {"ignored_scope": scope}
+    if config_value(config, "group_size") is None:
+        changes["group_size"] = policy_group_size(text_config, all_layers=False)
+    if isinstance(config, dict):
+        return config | changes
+    config = copy.deepcopy(config)
+    for name, value in changes.items():
+        setattr(config, name, value)
     return config
 
 

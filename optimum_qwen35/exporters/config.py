@@ -17,10 +17,12 @@ from ..modeling.state_layout import StateLayout
 from ..versions import SUPPORTED
 from .dummy_inputs import dummy_inputs
 from .patcher import Qwen35TextPatcher
+from .plugin_ir import claim
 
 TASKS = ("text-generation", "text-generation-with-past")
 
 
+@claim
 class Qwen35TextOpenVINOConfig(TextDecoderWithPositionIdsOpenVINOConfig):
     """Inputs ``input_ids``, ``attention_mask``, ``position_ids`` (+ states); outputs ``logits`` (+ states)."""
 

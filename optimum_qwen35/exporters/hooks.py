@@ -13,8 +13,13 @@ need changing for Qwen3.5 while every other model must stay untouched:
   libraries underneath hidden (``quiet.py``). optimum re-exports ``main_export`` (``from
   optimum.exporters.openvino import main_export``, which ``OVModelForCausalLM.from_pretrained(
   export=True)`` calls), so every module-level binding of the original is rebound to the hook.
-* ``patch_stateful``: for our IRs, the MoE weights back to 16-bit (``weight_dtypes.py``), then our
-  stateful step (dtype normalisation first); the MTP head gets optimum-intel's KV-cache step.
+  It also checks the free disk for a local checkpoint (``disk_space.py``) and holds the
+  file-backed scratch space the export writes the tensors it makes to (``scratch.py``).
+* ``_save_model`` (every converted part of every export, stateful or not): for the parts of a plugin
+  export, the decompression marks of the 16-bit MoE experts and the plugin's marks (``plugin_ir.py``), before
+  optimum-intel's own rt_info and the file.
+* ``patch_stateful`` (skipped with ``--disable-stateful``): our stateful step for our IRs (dtype
+  normalisation first); the MTP head gets optimum-intel's KV-cache step.
 * ``add_hidden_states_rt_info``: the per-layer hidden-state locators of our IRs (``hidden_states.py``);
   optimum-intel's name-based search cannot find them in the static decoder's graph.
 * ``OVExportCommand.run`` (``optimum-cli export openvino`` and ``optimum_qwen35.export``): the
@@ -52,13 +57,13 @@ from .loading import zero_copy_loading
 from .mtp_config import MTP_MODEL_TYPE
 from .output_dir import current_staging, overwrite_requested, staged_output
 from .page_release import released_file_pages
+from .plugin_ir import finish, is_plugin_export
 from .processor_files import write_processor_files
 from .progress import advance, export_progress
 from .quiet import quiet_export
 from .scratch import current_scratch, scratch_space
-from .stateful import make_hybrid_stateful, mark_plugin_ir
+from .stateful import make_hybrid_stateful
 from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
-from .weight_dtypes import mark_expert_decompression
 
 logger = logging.getLogger(__name__)
 
@@ -212,17 +217,24 @@ def install(model_types: set[str]) -> None:
 
     def make_patch_stateful(original):
         def patch_stateful(config, ov_model):
-            if config.model_type == MTP_MODEL_TYPE:  # one KV pair: optimum-intel's step, as GenAI expects
-                mark_expert_decompression(ov_model)
-                original(config, ov_model)
-                return mark_plugin_ir(ov_model)
-            if config.get_text_config().model_type in model_types or config.model_type in model_types:
+            # The MTP head (one KV pair) keeps optimum-intel's step, as GenAI expects.
+            if config.model_type != MTP_MODEL_TYPE and (
+                config.get_text_config().model_type in model_types or config.model_type in model_types
+            ):
                 advance("stateful")
-                mark_expert_decompression(ov_model)
                 return make_hybrid_stateful(ov_model)
             return original(config, ov_model)
 
         return patch_stateful
+
+    def make_save_model(original):
+        def _save_model(model, path, *args, **kwargs):
+            export_config = kwargs.get("config", args[2] if len(args) > 2 else None)
+            if is_plugin_export(export_config):
+                finish(model, export_config)
+            return original(model, path, *args, **kwargs)
+
+        return _save_model
 
     def make_add_hidden_states_rt_info(original):
         def add_hidden_states_rt_info(source_model, ov_model, config):
@@ -289,6 +301,7 @@ def install(model_types: set[str]) -> None:
     wrap(ov_main, "main_export", make_main_export)
     rebind_imports(ov_main, "main_export")
     wrap(ov_convert, "patch_stateful", make_patch_stateful)
+    wrap(ov_convert, "_save_model", make_save_model)
     wrap(ov_convert, "add_hidden_states_rt_info", make_add_hidden_states_rt_info)
     wrap(ov_command.OVExportCommand, "run", make_run)
     # parse_args is a staticmethod: wrap the function, then make the class attribute static again.

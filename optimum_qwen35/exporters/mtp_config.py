@@ -27,6 +27,7 @@ from ..modeling.mtp import PREFIX, MTPHead
 from ..modeling.sparse_moe import is_sparse_moe, restore_experts, vectorize_experts
 from ..versions import SUPPORTED
 from . import weight_dtypes
+from .plugin_ir import claim
 from .progress import advance
 from .scratch import write_tensors
 
@@ -131,6 +132,7 @@ class Qwen35MTPPatcher:
         del self._model.forward
 
 
+@claim
 class Qwen35MTPOpenVINOConfig(Qwen3_5MTPOpenVINOConfig):
     """optimum-intel's MTP names and axes; our head, patcher and example inputs."""
 

@@ -13,9 +13,6 @@ import openvino as ov
 import openvino.opset14 as ops
 from optimum.exporters.openvino.stateful import fuse_cache_reorder, make_stateful
 
-from .. import __version__
-from ..runtime import RT_INFO_KEY
-
 STATE_INPUT_PREFIX = "cache_params.past."
 STATE_OUTPUT_PREFIX = "cache_params.present."
 BATCH_AXIS = 0
@@ -56,9 +53,3 @@ def make_hybrid_stateful(model: ov.Model) -> None:
     other_inputs = [p for p in model.inputs if not _is_state(p, STATE_INPUT_PREFIX)]
     fuse_cache_reorder(model, other_inputs, state_inputs, BATCH_AXIS)
     make_stateful(model, other_inputs, state_inputs, state_outputs, BATCH_AXIS)
-    mark_plugin_ir(model)
-
-
-def mark_plugin_ir(model: ov.Model) -> None:
-    """Write the plugin's version into ``model``'s rt_info (what the compression hooks look for)."""
-    model.set_rt_info(__version__, RT_INFO_KEY)

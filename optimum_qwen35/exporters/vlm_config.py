@@ -32,6 +32,7 @@ from ..versions import SUPPORTED
 from .config import Qwen35TextOpenVINOConfig
 from .mtp_config import Qwen35MTPOpenVINOConfig, has_mtp_tensors, load_mtp_head, mtp_layers
 from .patcher import Qwen35LanguagePatcher
+from .plugin_ir import claim
 
 TASK = "image-text-to-text"
 #: mRoPE position rows the language model takes: text positions, then temporal, height, width.
@@ -64,6 +65,7 @@ class Qwen35LanguageOpenVINOConfig(Qwen35TextOpenVINOConfig):
         }
 
 
+@claim
 class Qwen35VisionLanguageOpenVINOConfig(Qwen3_5OpenVINOConfig):
     """optimum-intel's Qwen3.5 VLM config with the plugin's language model and MTP head, on 5.2–5.5."""
 
@@ -86,10 +88,10 @@ class Qwen35VisionLanguageOpenVINOConfig(Qwen3_5OpenVINOConfig):
                 int_dtype=self.int_dtype, float_dtype=self.float_dtype,
             )  # fmt: skip
         if behavior == QwenVLConfigBehavior.TEXT_EMBEDDINGS:
-            return get_vlm_text_embeddings_config(
+            return claim(get_vlm_text_embeddings_config(
                 text_config.model_type, text_config, self.int_dtype, self.float_dtype,
                 self.MIN_TRANSFORMERS_VERSION, self.MAX_TRANSFORMERS_VERSION,
-            )  # fmt: skip
+            ))  # fmt: skip
         if behavior == QwenVLConfigBehavior.MTP:
             return Qwen35MTPOpenVINOConfig(self._orig_config, int_dtype=self.int_dtype, float_dtype=self.float_dtype)
         return super().with_behavior(behavior)
