@@ -292,6 +292,8 @@ def plot(rows: list[dict], path: Path) -> None:
     for name, points in sorted(lines.items()):
         points.sort()
         axes.plot(*zip(*points, strict=True), marker="o", label=name)
+    axes.set_ylim(bottom=0)
+    axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("decoder layers (full width)")
     axes.set_ylabel("peak anonymous memory (GB)")
     axes.set_title("optimum-cli export openvino: peak anonymous memory")
