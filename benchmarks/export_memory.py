@@ -243,12 +243,16 @@ def wait_for_memory(minimum: float, patience: float) -> bool:
 
 def growth(rows: list[dict], full: dict) -> dict:
     """Least-squares growth per layer of wall time, peak RSS and peak anonymous memory over the
-    ``rows`` of one shape and format, and the figures it gives at the real depth ``full``."""
+    ``rows`` of one shape and format, and the figures it gives at the real depth ``full``.
+
+    A line falling with depth (peak RSS can: it is mostly mapped pages in flight) is no growth:
+    the full-depth figure is then the largest measured, never below it."""
     layers = [row["layers"] for row in rows]
     fit = {}
     for key in ("checkpoint_bytes", "seconds", "peak_rss", "peak_anon"):
-        slope, intercept = statistics.linear_regression(layers, [row[key] for row in rows])
-        fit[key] = {"per_layer": slope, "full_depth": intercept + slope * full["layers"]}
+        values = [row[key] for row in rows]
+        slope, intercept = statistics.linear_regression(layers, values)
+        fit[key] = {"per_layer": slope, "full_depth": max(intercept + slope * full["layers"], *values)}
     fit["checkpoint_bytes"]["full_depth"] = full["checkpoint_bytes"]  # exact, from the meta model
     return fit
 
