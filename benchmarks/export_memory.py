@@ -258,12 +258,13 @@ def growth(rows: list[dict], full: dict) -> dict:
 
 
 def print_growth(fits: dict[tuple[str, str, str], dict], full: dict[str, dict]) -> None:
+    """The :func:`growth` of each ``(label, shape, format)`` as a table, after the measured rows."""
     if not fits:
         return
     print("\ngrowth per added layer (least squares over the layer counts) and extrapolated to the real depth:")
     header = ("label", "shape", "format", "layer GB", "wall s/L", "RSS GB/L", "anon GB/L", "anon/layer")
     print(f"{header[0]:<10}{header[1]:<9}{header[2]:<8}" + "".join(f"{name:>11}" for name in header[3:]), end="")
-    print(f"{'  at full depth: layers, ckpt GB, wall s, RSS GB, anon GB'}")
+    print("  at full depth: layers, ckpt GB, wall s, RSS GB, anon GB")
     for (label, shape, weight_format), fit in fits.items():
         layer, anon = fit["checkpoint_bytes"]["per_layer"], fit["peak_anon"]["per_layer"]
         per_layer = [layer / 1e9, fit["seconds"]["per_layer"], fit["peak_rss"]["per_layer"] / 1e9, anon / 1e9]
