@@ -201,7 +201,8 @@ def run_export(
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     result = measure([*cmd, str(output)], output.parent / f"{output.name}.log", env)
-    ok = result.pop("exit_code") == 0 and (output / "openvino_model.xml").is_file()
+    # openvino_model.xml, or a VLM's parts (openvino_language_model.xml, ...)
+    ok = result.pop("exit_code") == 0 and any(output.glob("openvino_*model.xml"))
     ir_bytes = sum(file.stat().st_size for file in output.glob("*.bin")) if ok else 0
     if not keep:
         shutil.rmtree(output, ignore_errors=True)
