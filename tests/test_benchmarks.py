@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from hub_models import make_hub_checkpoint, miniature_config
+from safetensors import safe_open
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -46,3 +51,62 @@ def test_bench_gguf_rows_say_what_they_need(tmp_path):
     no_package = subprocess.run([*cmd, "--llama-converter", bench], capture_output=True, text=True)  # any file
     assert no_package.returncode == 2 and "pip install llama-cpp-python" in no_package.stderr
     assert list(tmp_path.iterdir()) == []  # nothing built or exported
+
+
+def _hub_layout():
+    """``benchmarks/hub_layout.py`` as a module (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("hub_layout", BENCHMARKS / "hub_layout.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stored(folder: Path) -> dict[str, tuple[list[int], str]]:
+    """Name -> (shape, dtype) of every tensor in a folder's safetensors files."""
+    tensors = {}
+    for file in folder.glob("*.safetensors"):
+        with safe_open(file, framework="pt") as stream:
+            for name in stream.keys():  # noqa: SIM118 (safe_open is no mapping)
+                part = stream.get_slice(name)
+                tensors[name] = (part.get_shape(), part.get_dtype())
+    return tensors
+
+
+@pytest.mark.parametrize("size", ["27B", "35B-A3B"])
+def test_export_memory_checkpoints_are_the_hub_layout(size, tmp_path):
+    """``export_memory.py --shapes <size> --layers N`` streams the tensors the hub stores (names,
+    shapes, dtypes: checked against ``hub_models``' miniature of the same config) with the depth
+    cut to the real ``layer_types`` prefix; depths share their shards through the pool."""
+    hub_layout = _hub_layout()
+    config = miniature_config(size)
+    hub = _stored(make_hub_checkpoint(tmp_path / "hub", size))  # 8 layers
+    pool = tmp_path / "pool"
+    two = hub_layout.build_hub_checkpoint(size, 2, tmp_path / "L2", pool, config)
+    four = hub_layout.build_hub_checkpoint(size, 4, tmp_path / "L4", pool, config)
+    for layers, folder in ((2, two), (4, four)):
+        beyond = tuple(f"model.language_model.layers.{index}." for index in range(layers, 8))
+        assert _stored(folder) == {name: stored for name, stored in hub.items() if not name.startswith(beyond)}
+        text = json.loads((folder / "config.json").read_text())["text_config"]
+        assert text["layer_types"] == config["text_config"]["layer_types"][:layers]
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        shards = sorted({*index["weight_map"].values()})
+        assert shards == [f"model.safetensors-{k:05d}-of-{layers + 3:05d}.safetensors" for k in range(1, layers + 4)]
+        assert sorted(file.name for file in folder.glob("*.safetensors")) == shards
+    assert "full_attention" not in json.loads((two / "config.json").read_text())["text_config"]["layer_types"]
+    first = "model.safetensors-00001-of-{:05d}.safetensors"
+    assert (two / first.format(5)).stat().st_ino == (four / first.format(7)).stat().st_ino  # one file, two links
+    name = "mtp.layers.0.mlp.experts.0.up_proj.weight" if size == "35B-A3B" else "mtp.fc.weight"
+    weight_map = json.loads((two / "model.safetensors.index.json").read_text())["weight_map"]
+    with safe_open(two / weight_map[name], framework="pt") as stream:
+        assert 0.01 < stream.get_tensor(name).float().std() < 0.03  # random N(0, 0.02), not zeros
+
+
+def test_export_memory_names_bad_arguments(tmp_path):
+    """Unknown formats or a depth beyond the model are one line of usage error, before any work."""
+    script = str(BENCHMARKS / "export_memory.py")
+    cmd = [sys.executable, script, "--work-dir", str(tmp_path / "work")]
+    bad_format = subprocess.run([*cmd, "--formats", "fp16,int3"], capture_output=True, text=True)
+    assert bad_format.returncode == 2 and "--formats: unknown int3" in bad_format.stderr
+    too_deep = subprocess.run([*cmd, "--shapes", "35B-A3B", "--layers", "2,41"], capture_output=True, text=True)
+    assert too_deep.returncode == 2 and "Qwen3.5-35B-A3B has 1 to 40 decoder layers" in too_deep.stderr
+    assert not (tmp_path / "work").exists()
