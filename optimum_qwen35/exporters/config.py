@@ -20,6 +20,8 @@ from .patcher import Qwen35TextPatcher
 from .plugin_ir import claim
 
 TASKS = ("text-generation", "text-generation-with-past")
+#: The vision-language layout's task (``exporters/vlm_config.py``).
+VLM_TASK = "image-text-to-text"
 
 
 @claim

@@ -51,6 +51,7 @@ from ..checkpoint import checkpoint_dtype, is_qwen35_config, validate_local_chec
 from ..errors import ChatTemplateError, CheckpointError
 from ..versions import check_environment
 from .command import add_arguments, note_verbosity, thinking, verbose
+from .config import VLM_TASK
 from .disk_space import check_free_space
 from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
@@ -68,7 +69,6 @@ from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preproce
 logger = logging.getLogger(__name__)
 
 TEXT_TASK = "text-generation-with-past"
-VLM_TASK = "image-text-to-text"
 _WRAPPED = "__optimum_qwen35_original__"
 
 

@@ -29,17 +29,22 @@ from safetensors import safe_open
 
 from ..checkpoint import checkpoint_dtype, load_config, safetensors_header, weight_files
 from ..errors import CheckpointError
-from .config import TASKS
+from .config import TASKS, VLM_TASK
 from .progress import substeps
 from .scratch import write_tensors
 
 #: safetensors dtype names of the floating-point tensors a checkpoint may hold.
 _FLOAT_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
 _HALF = (torch.bfloat16, torch.float16)
+#: Tensors of a composite checkpoint the text export never reads: the vision tower and the MTP head.
+_NOT_IN_TEXT_LAYOUT = ("model.visual.", "model.language_model.visual.", "mtp.")
 
 
-def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """``{name: tensor}`` of a checkpoint folder, each tensor a view of a mapped file.
+def memory_mapped_state_dict(
+    folder: Path, dtype: torch.dtype | None = None, skip: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """``{name: tensor}`` of a checkpoint folder, each tensor a view of a mapped file; tensors named
+    ``skip*`` (parts the export leaves out) are not included.
 
     When ``dtype`` is a 16-bit type, 16-bit tensors stored in the other one are converted into the
     export's scratch space (:func:`.scratch.write_tensors`) and mapped from there. Other dtype
@@ -50,6 +55,8 @@ def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> 
     for file in substeps(weight_files(folder), "mapping weight files"):
         mapped = safe_open(str(file), framework="pt")
         for name, entry in safetensors_header(file)[1].items():
+            if skip and name.startswith(skip):
+                continue
             state[name] = mapped.get_tensor(name)
             stored = _FLOAT_DTYPES.get(entry["dtype"])
             if dtype in _HALF and stored in _HALF and stored != dtype:
@@ -59,26 +66,34 @@ def memory_mapped_state_dict(folder: Path, dtype: torch.dtype | None = None) -> 
     return state
 
 
-def load_for_export(folder: Path, dtype: torch.dtype | str | None) -> torch.nn.Module:
-    """The causal-LM model of a local checkpoint, its parameters sharing memory with the files.
+def load_for_export(folder: Path, dtype: torch.dtype | str | None, vision_language: bool = False) -> torch.nn.Module:
+    """The model of a local checkpoint, its parameters sharing memory with the files.
 
     Weights converted to ``dtype`` go to the active scratch space (see
     :func:`memory_mapped_state_dict`), which should be on the output's disk: not a RAM-backed ``/tmp``.
 
     A composite (vision-language) checkpoint loads as its language model, like
-    ``AutoModelForCausalLM.from_pretrained`` does; the vision tower is never read.
+    ``AutoModelForCausalLM.from_pretrained`` does; the vision tower and the MTP head are never read.
+    With ``vision_language`` it loads whole (``AutoModelForImageTextToText``'s class); the MTP
+    head's tensors are read later, by the MTP export (``mtp_config.load_mtp_head``).
     """
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig, GenerationConfig
+    from transformers import (
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING,
+        AutoConfig,
+        GenerationConfig,
+    )
 
     config = AutoConfig.from_pretrained(folder)
     if dtype in (None, "auto"):
         dtype = checkpoint_dtype(folder, load_config(folder)) or torch.float32
-    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    mapping = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING if vision_language else MODEL_FOR_CAUSAL_LM_MAPPING
+    model_class = mapping[type(config)]
     if model_class.config_class is not type(config):
         config = config.get_text_config()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    state = memory_mapped_state_dict(folder, dtype)
+    state = memory_mapped_state_dict(folder, dtype, skip=("mtp.",) if vision_language else _NOT_IN_TEXT_LAYOUT)
     model, info = model_class.from_pretrained(
         None, config=config, state_dict=state, dtype=dtype, output_loading_info=True
     )
@@ -121,23 +136,25 @@ def zero_copy_loading(model_name_or_path: Any) -> Iterator[None]:
     """While active, optimum-intel loads this local checkpoint with :func:`load_for_export`.
 
     Converted weights go to the export's scratch space (:func:`.scratch.scratch_space`, which must
-    be active). Any other model, a hub id, a ``subfolder`` or a task other than text generation
-    goes through optimum-intel's own loading, as does everything after the context exits.
+    be active). Any other model, a hub id, a ``subfolder`` or a task other than text generation and
+    ``image-text-to-text`` goes through optimum-intel's own loading, as does everything after the
+    context exits.
     """
     folder = Path(str(model_name_or_path))
     original = TasksManager.__dict__["get_model_from_task"]
 
     def get_model_from_task(task, model_name_or_path, subfolder="", *args, **kwargs):
+        task = TasksManager.map_from_synonym(task)
         ours = (
             Path(str(model_name_or_path)) == folder
-            and TasksManager.map_from_synonym(task) in TASKS
+            and task in (*TASKS, VLM_TASK)
             and not subfolder
             and kwargs.get("framework", "pt") == "pt"
             and weight_files(folder)
         )
         if not ours:
             return original.__func__(task, model_name_or_path, subfolder, *args, **kwargs)
-        return load_for_export(folder, kwargs.get("torch_dtype"))
+        return load_for_export(folder, kwargs.get("torch_dtype"), vision_language=task == VLM_TASK)
 
     if not folder.is_dir():
         yield

@@ -29,12 +29,12 @@ from optimum.exporters.openvino.model_configs import (
 )
 
 from ..versions import SUPPORTED
-from .config import Qwen35TextOpenVINOConfig
+from .config import VLM_TASK, Qwen35TextOpenVINOConfig
 from .mtp_config import Qwen35MTPOpenVINOConfig, has_mtp_tensors, load_mtp_head, mtp_layers
 from .patcher import Qwen35LanguagePatcher
 from .plugin_ir import claim
 
-TASK = "image-text-to-text"
+TASK = VLM_TASK
 #: mRoPE position rows the language model takes: text positions, then temporal, height, width.
 POSITION_ROWS = 4
 
