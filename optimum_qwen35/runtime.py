@@ -213,9 +213,7 @@ def install() -> None:
     _from_pretrained.__optimum_qwen35__ = True
     OVModelForCausalLM._from_pretrained = classmethod(_from_pretrained)
 
-    base_from_pretrained = OVModelForCausalLM.from_pretrained.__func__
-
-    @functools.wraps(base_from_pretrained)
+    @functools.wraps(OVModelForCausalLM.from_pretrained.__func__)
     def from_pretrained(cls, model_id, *args, **kwargs):
         # In offline mode optimum-intel's check for an existing IR looks for a local folder in the hub
         # cache, says it could not tell and keeps the caller's `export`: right when it matches the
@@ -223,7 +221,8 @@ def install() -> None:
         folder = Path(str(model_id)) / (kwargs.get("subfolder") or "")
         matches = _is_qwen35_folder(folder) and (folder / "openvino_model.xml").is_file() != bool(kwargs.get("export"))
         with hidden([LOCAL_IR_CHECK]) if matches else contextlib.nullcontext():
-            return base_from_pretrained(cls, model_id, *args, **kwargs)
+            # Looked up at call time: OVBaseModel.from_pretrained is hooked too (local_folders.py).
+            return super(OVModelForCausalLM, cls).from_pretrained(model_id, *args, **kwargs)
 
     OVModelForCausalLM.from_pretrained = classmethod(from_pretrained)
     _keep_f32_states()
