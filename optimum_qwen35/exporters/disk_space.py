@@ -18,12 +18,11 @@ from pathlib import Path
 
 from ..checkpoint import safetensors_header, weight_files
 from ..errors import DiskFullError
+from .loading import NOT_IN_TEXT_LAYOUT
 from .output_dir import NEARLY_FULL_BYTES
 
 _ITEMSIZE = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1, "BOOL": 1}
 _LOADED = {"bfloat16": ("BF16", 2), "float16": ("F16", 2), "float32": ("F32", 4)}
-#: Parts of a composite checkpoint the text layout leaves out.
-_NOT_IN_TEXT_LAYOUT = ("model.visual.", "mtp.")
 #: Headroom over the estimate: the XML, the tokenizer and what the estimate does not model.
 MARGIN = 0.05
 
@@ -35,7 +34,7 @@ def export_bytes(folder: Path, dtype: str | None, vision_language: bool) -> tupl
     ir = scratch = 0
     for file in weight_files(folder):
         for name, entry in safetensors_header(file)[1].items():
-            if not vision_language and name.startswith(_NOT_IN_TEXT_LAYOUT):
+            if not vision_language and name.startswith(NOT_IN_TEXT_LAYOUT):
                 continue
             numel = math.prod(entry["shape"])
             stored = _ITEMSIZE.get(entry["dtype"], 4)

@@ -37,7 +37,7 @@ from .scratch import write_tensors
 _FLOAT_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
 _HALF = (torch.bfloat16, torch.float16)
 #: Tensors of a composite checkpoint the text export never reads: the vision tower and the MTP head.
-_NOT_IN_TEXT_LAYOUT = ("model.visual.", "model.language_model.visual.", "mtp.")
+NOT_IN_TEXT_LAYOUT = ("model.visual.", "model.language_model.visual.", "mtp.")
 
 
 def memory_mapped_state_dict(
@@ -93,7 +93,7 @@ def load_for_export(folder: Path, dtype: torch.dtype | str | None, vision_langua
         config = config.get_text_config()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    state = memory_mapped_state_dict(folder, dtype, skip=("mtp.",) if vision_language else _NOT_IN_TEXT_LAYOUT)
+    state = memory_mapped_state_dict(folder, dtype, skip=("mtp.",) if vision_language else NOT_IN_TEXT_LAYOUT)
     model, info = model_class.from_pretrained(
         None, config=config, state_dict=state, dtype=dtype, output_loading_info=True
     )
