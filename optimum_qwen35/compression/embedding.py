@@ -17,6 +17,7 @@ tables already done it would pick two other layers, so the INT4 pass then runs w
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import nncf
@@ -24,6 +25,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset14 as ops
 
+from ..exporters.progress import counting
 from ..exporters.scratch import spilled_constant
 from ..runtime import lm_head, through_converts
 from .policy import config_value
@@ -97,11 +99,18 @@ def lm_head_constant(model: ov.Model) -> ov.Node | None:
     return weight if weight.get_type_name() == "Constant" and weight.get_element_type() in _FLOAT_TYPES else None
 
 
-def _compress_table(constant: ov.Node, mode: nncf.CompressWeightsMode) -> None:
-    """Replace ``constant`` ``[vocab, hidden]`` (and its Converts) by NNCF's INT8 form, chunk by chunk."""
+def _chunks(constant: ov.Node) -> list[slice]:
+    """The row ranges ``constant`` ``[vocab, hidden]`` is compressed in."""
     vocab, hidden = constant.get_output_shape(0)
     rows_per_chunk = max(1, CHUNK_BYTES // (4 * hidden))
-    chunks = [slice(start, min(start + rows_per_chunk, vocab)) for start in range(0, vocab, rows_per_chunk)]
+    return [slice(start, min(start + rows_per_chunk, vocab)) for start in range(0, vocab, rows_per_chunk)]
+
+
+def _compress_table(constant: ov.Node, mode: nncf.CompressWeightsMode, chunk_done: Callable[[], None]) -> None:
+    """Replace ``constant`` ``[vocab, hidden]`` (and its Converts) by NNCF's INT8 form, chunk by chunk
+    (``chunk_done`` called after each)."""
+    vocab = constant.get_output_shape(0)[0]
+    chunks = _chunks(constant)
     template = _compress_chunk(constant, chunks[0], mode)
     per_row = [c for c in _constants(template) if c.get_output_shape(0)[0] == chunks[0].stop]
     # OpenVINO-owned tensors: the new Constants share them and keep them alive (a numpy array would
@@ -112,6 +121,7 @@ def _compress_table(constant: ov.Node, mode: nncf.CompressWeightsMode) -> None:
         chunk_constants = [c for c in _constants(chunk_output) if c.get_output_shape(0)[0] == rows.stop - rows.start]
         for tensor, source in zip(full, chunk_constants, strict=True):
             tensor.data[rows] = source.get_data()
+        chunk_done()
     # The first chunk's subgraph becomes the full one: swap in the full-height constants (moved to
     # the export's scratch file, when there is one, so that they are not held in anonymous memory).
     for target, tensor in zip(per_row, full, strict=True):
@@ -132,7 +142,9 @@ def compress_vocabulary_tables(model: ov.Model, mode: nncf.CompressWeightsMode) 
     for constant in (embedding_constant(model), lm_head_constant(model)):
         if constant is not None:
             tables.setdefault(constant.get_friendly_name(), constant)
-    for constant in tables.values():
-        _compress_table(constant, mode)
+    chunks = sum(len(_chunks(constant)) for constant in tables.values())
+    with counting("vocabulary table chunks", chunks) as count:
+        for constant in tables.values():
+            _compress_table(constant, mode, count.advance)
     model.validate_nodes_and_infer_types()
     return bool(tables)

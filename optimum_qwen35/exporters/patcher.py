@@ -9,13 +9,28 @@ Everything is restored on exit, even if tracing fails.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from ..modeling import StaticQwen35Decoder, delta_rule_cell
 from . import weight_dtypes
-from .progress import advance
+from .progress import advance, counting
+
+
+@contextlib.contextmanager
+def counted_layers(decoder: StaticQwen35Decoder) -> Iterator[None]:
+    """Count the decoder's layers on the export's display while the block runs it ("layer 3/8, ETA").
+
+    The trace is one forward pass, and each layer's part of it (reading the layer's weights from
+    the mapped checkpoint, running its ops, recording them) takes about the same time."""
+    with counting("layer", len(decoder.layer_types), summary=("traced", "layers"), every_item=True) as count:
+        decoder.layer_done = count.advance
+        try:
+            yield
+        finally:
+            decoder.layer_done = None
 
 
 class Qwen35TextPatcher:
@@ -50,7 +65,8 @@ class Qwen35TextPatcher:
             cache_params: list[torch.Tensor] | None = None,
         ) -> dict:
             states = cache_params if with_past else decoder.empty_state(input_ids.shape[0])
-            outputs = decoder(input_ids, attention_mask, position_ids, states)
+            with counted_layers(decoder):
+                outputs = decoder(input_ids, attention_mask, position_ids, states)
             if not with_past:
                 outputs.pop("present_key_values")
             return outputs
@@ -113,6 +129,7 @@ class Qwen35LanguagePatcher(Qwen35TextPatcher):
             position_ids: torch.Tensor,
             cache_params: list[torch.Tensor],
         ) -> dict:
-            return decoder.forward_embeds(inputs_embeds, attention_mask, position_ids, cache_params)
+            with counted_layers(decoder):
+                return decoder.forward_embeds(inputs_embeds, attention_mask, position_ids, cache_params)
 
         return forward

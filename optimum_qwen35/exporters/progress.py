@@ -25,15 +25,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
+import openvino as ov
 import optimum.exporters.openvino.__main__ as ov_main
 import optimum.exporters.openvino.convert as ov_convert
 from nncf.common.logging import track_progress
 from tqdm.auto import tqdm
+
+from .save_progress import clock, eta_seconds, watched_save
 
 STAGES = ("load", "trace", "convert", "stateful", "save", "tokenizer")
 #: Steps of an export that compresses weights, after :data:`STAGES`.
@@ -54,12 +59,53 @@ PREFIX = "Qwen3.5 export"
 T = TypeVar("T")
 
 
+class Count:
+    """One counted loop inside a step ("layer 3/8"): its position, and its ETA from its own rate.
+
+    ``sizes`` (one per item) weigh the items for the ETA when they take unequal time (NNCF's
+    weights, by element count). ``summary`` ("traced", "layers") makes the count part of the
+    step's last line in the non-terminal display ("traced 8 layers in 3.1 s"); nested counts
+    never are (a loop inside another counts parts of the outer one's items).
+    """
+
+    def __init__(
+        self,
+        description: str,
+        total: int | None,
+        sizes: list[float] | None = None,
+        summary: tuple[str, str] | None = None,
+        every_item: bool = False,
+    ) -> None:
+        self.description, self.total, self.sizes = description, total, sizes
+        self.summary, self.every_item = summary, every_item
+        self.count, self.done, self.start = 0, 0.0, time.monotonic()
+
+    def advance(self) -> None:
+        """One more item done."""
+        self.done += self.sizes[self.count] if self.sizes is not None and self.count < len(self.sizes) else 1
+        self.count += 1
+        if _display is not None:
+            _display.update(self)
+
+    def eta(self) -> float | None:
+        total = sum(self.sizes) if self.sizes is not None else self.total
+        return eta_seconds(self.done, total, time.monotonic() - self.start)
+
+    def text(self) -> str:
+        """The count as shown: "description i/n, ETA mm:ss" (the ETA once known, until the last item)."""
+        text = f"{self.description} {self.count}/{self.total}" if self.total else f"{self.description} {self.count}"
+        eta = self.eta()
+        return text if eta is None else f"{text}, ETA {clock(eta)}"
+
+
 class _Display:
     """The step display of one export: a redrawn bar on a terminal, else one line per step (stderr)."""
 
     def __init__(self) -> None:
-        self.step, self.total = 0, len(STAGES)
+        self.step, self.total, self.stage = 0, len(STAGES), ""
         self.start, self.drawn = time.monotonic(), 0.0
+        self.counts: list[Count] = []  # open, outermost first
+        self.summaries: dict[tuple[str, str], list[float]] = {}  # (verb, unit) -> [items, seconds], this step
         self.bar = None
         if sys.stderr.isatty():
             bar_format = "{desc}step {n_fmt}/{total_fmt} [{elapsed}]{postfix}"  # tqdm ends desc with ": "
@@ -69,30 +115,79 @@ class _Display:
         step = _ORDER.index(stage) + 1
         if step <= self.step:  # the vision-language layout converts and saves several models
             return
+        self.print_summaries()
+        self.stage = stage
         self.step, self.total = step, max(self.total, len(_ORDER) if stage in COMPRESSION_STAGES else step)
         description = f"{PREFIX}: {_DESCRIPTIONS[stage]}"
         if self.bar is None:
             print(f"{description}: step {step}/{self.total}", file=sys.stderr, flush=True)
             return
         self.bar.total, self.bar.n = self.total, step
-        self.bar.set_postfix_str("", refresh=False)
+        self.bar.set_postfix_str(", ".join(count.text() for count in self.counts), refresh=False)
         self.bar.set_description(description)
 
-    def detail(self, text: str) -> None:
-        """Show ``text`` (a count inside the current step) behind the step, on a terminal.
+    def open(self, count: Count) -> None:
+        self.counts.append(count)
 
-        Redrawn at most ten times a second: a step may count thousands of tensors."""
+    def close(self, count: Count) -> None:
+        """End ``count``: its figures join the step's summary (outermost counts with a summary only)."""
+        if count.summary is not None and self.counts and self.counts[0] is count:
+            self.add_summary(count.summary, count.count, time.monotonic() - count.start)
+        self.counts.remove(count)
+        self.update(None)
+
+    def update(self, count: Count | None) -> None:
+        """Show the open counts behind the step, on a terminal.
+
+        Redrawn at most ten times a second (a step may count thousands of tensors), except for a
+        count of slow items (``every_item``: a decoder layer) and whenever a count ends."""
         if self.bar is None:
             return
-        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.set_postfix_str(", ".join(open_count.text() for open_count in self.counts), refresh=False)
         now = time.monotonic()
-        if not text or now - self.drawn >= 0.1:
+        if count is None or count.every_item or now - self.drawn >= 0.1:
             self.bar.refresh()
             self.drawn = now
+
+    def add_summary(self, summary: tuple[str, str], items: float, seconds: float) -> None:
+        figures = self.summaries.setdefault(summary, [0, 0.0])
+        figures[0] += items
+        figures[1] += seconds
+
+    def print_summaries(self) -> None:
+        """The non-terminal display's figures of the step that ends: "traced 8 layers in 3.1 s"."""
+        if self.bar is None:
+            for (verb, unit), (items, seconds) in self.summaries.items():
+                amount = _size(items) if unit == "bytes" else f"{items} {unit}"
+                print(f"{PREFIX}: {verb} {amount} in {seconds:.1f} s", file=sys.stderr, flush=True)
+        self.summaries = {}
+
+    @contextlib.contextmanager
+    def saving(self, model: ov.Model, path: Path, compress_to_fp16: bool) -> Iterator[None]:
+        """Measure an IR save of the save steps (the step's summary: "wrote 8.4 GB in 30.2 s"), drawn
+        on a terminal by :func:`.save_progress.watched_save`. Saves of other steps (the tokenizer's
+        small IRs) are not shown."""
+        if self.stage not in ("save", "save compressed"):
+            yield
+            return
+        weights, start = path.with_suffix(".bin"), time.monotonic()
+        watch = contextlib.nullcontext()
+        terminal = _terminal_fd()
+        if self.bar is not None and terminal is not None:
+            self.bar.refresh()
+            line = f"{PREFIX}: {_DESCRIPTIONS[self.stage]}: step {self.step}/{self.total}"
+            watch = watched_save(weights, _saved_bytes(model, compress_to_fp16), line, self.start, terminal)
+        with watch:
+            yield
+        if weights.is_file():
+            self.add_summary(("wrote", "bytes"), weights.stat().st_size, time.monotonic() - start)
+        if self.bar is not None:
+            self.bar.refresh()
 
     def finish(self, completed: bool) -> None:
         if self.bar is None:
             if completed:
+                self.print_summaries()
                 elapsed = tqdm.format_interval(time.monotonic() - self.start)
                 print(f"{PREFIX}: done [{elapsed}]", file=sys.stderr, flush=True)
             return
@@ -101,6 +196,30 @@ class _Display:
             self.bar.set_postfix_str("", refresh=False)
             self.bar.set_description(f"{PREFIX}: done")
         self.bar.close()
+
+
+def _size(size: int) -> str:
+    """ "8.4 GB", "25 MB": what a summary says a save wrote."""
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+
+
+def _terminal_fd() -> int | None:
+    """The file descriptor of ``sys.stderr`` when it is a real one (a helper process can draw on it)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _saved_bytes(model: ov.Model, compress_to_fp16: bool) -> int:
+    """Bytes ``openvino.save_model`` writes to the ``.bin`` of ``model``: its constants, f32 ones halved
+    when compressed to f16 (an estimate: the writer also merges identical constants)."""
+    total = 0
+    for op in model.get_ops():
+        if op.get_type_name() == "Constant":
+            size = op.get_byte_size()
+            total += size // 2 if compress_to_fp16 and op.get_output_element_type(0) == ov.Type.f32 else size
+    return total
 
 
 _display: _Display | None = None
@@ -116,18 +235,44 @@ def advance(stage: str) -> None:
         _display.advance(stage)
 
 
-def substeps(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Yield ``items``, showing "``description`` i/n" inside the current step while they are processed.
+@contextlib.contextmanager
+def counting(
+    description: str,
+    total: int | None,
+    sizes: list[float] | None = None,
+    summary: tuple[str, str] | None = None,
+    every_item: bool = False,
+) -> Iterator[Count]:
+    """A :class:`Count` shown inside the current step while the block runs; call its ``advance``
+    as each item is done. Outside an export display it counts and shows nothing."""
+    count = Count(description, total, sizes, summary, every_item)
+    display = _display
+    if display is not None:
+        display.open(count)
+    try:
+        yield count
+    finally:
+        if display is not None and display is _display:
+            display.close(count)
+
+
+def substeps(
+    items: Iterable[T],
+    description: str,
+    total: int | None = None,
+    sizes: list[float] | None = None,
+    summary: tuple[str, str] | None = None,
+) -> Iterator[T]:
+    """Yield ``items``, showing "``description`` i/n, ETA mm:ss" inside the current step while they
+    are processed (see :func:`counting`); an item counts as done when the next one is asked for.
 
     ``total`` defaults to ``len(items)`` when ``items`` has one."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)
-    for count, item in enumerate(items, 1):
-        if _display is not None:
-            _display.detail(f"{description} {count}/{total}" if total else f"{description} {count}")
-        yield item
-    if _display is not None:
-        _display.detail("")
+    with counting(description, total, sizes, summary) as count:
+        for item in items:
+            yield item
+            count.advance()
 
 
 def _announcing(stage: str, function: Callable) -> Callable:
@@ -137,6 +282,24 @@ def _announcing(stage: str, function: Callable) -> Callable:
         return function(*args, **kwargs)
 
     return wrapper
+
+
+#: How NNCF's weight compression loop describes itself (" with correction of low-rank adapters" may follow).
+_NNCF_COMPRESSION = "Applying Weight Compression"
+
+
+def _measured_save(function: Callable) -> Callable:
+    """``openvino.save_model`` (under any of its names) measured by the display (:meth:`_Display.saving`)."""
+
+    @functools.wraps(function)
+    def save_model(model, output_model, *args, **kwargs):
+        if _display is None:
+            return function(model, output_model, *args, **kwargs)
+        compress_to_fp16 = kwargs.get("compress_to_fp16", args[0] if args else True)
+        with _display.saving(model, Path(output_model), compress_to_fp16):
+            return function(model, output_model, *args, **kwargs)
+
+    return save_model
 
 
 def _folded_nncf_bars() -> list[tuple[object, str, Callable]]:
@@ -151,7 +314,11 @@ def _folded_nncf_bars() -> list[tuple[object, str, Callable]]:
     @functools.wraps(original_iter)
     def __iter__(self):
         count = len(self.weights) if self.weights is not None else self.total
-        yield from substeps(original_iter(self), self.description, int(count) if count else None)
+        description, summary = self.description, None
+        if description.startswith(_NNCF_COMPRESSION):  # NNCF's main loop: one item per weight, largest first
+            description, summary = "weights", ("compressed", "weights")
+        sizes = list(self.weights) if self.weights is not None else None
+        yield from substeps(original_iter(self), description, int(count) if count else None, sizes, summary)
 
     track.__init__, track.__iter__ = __init__, __iter__
     return [(track, "__init__", original_init), (track, "__iter__", original_iter)]
@@ -167,10 +334,16 @@ def export_progress(verbose: bool = False) -> Iterator[None]:
     if _display is not None:
         yield
         return
-    wrapped = [(ov_convert, "convert_model", "convert"), (ov_convert, "save_model", "save")]
-    wrapped.append((ov_main, "maybe_convert_tokenizers", "tokenizer"))
-    originals = [(module, name, getattr(module, name)) for module, name, _ in wrapped]
-    for module, name, stage in wrapped:
+    # optimum-intel's export saves through convert's save_model; its size-based INT8 and its
+    # compressed models through __main__'s and the module attribute (``openvino.save_model``).
+    saves = [(ov_convert, "save_model"), (ov_main, "save_model"), (ov, "save_model")]
+    announced = [(ov_convert, "convert_model", "convert"), (ov_convert, "save_model", "save")]
+    announced.append((ov_main, "maybe_convert_tokenizers", "tokenizer"))
+    originals = [(module, name, getattr(module, name)) for module, name in saves]
+    originals += [(module, name, getattr(module, name)) for module, name, _ in announced if (module, name) not in saves]
+    for module, name in saves:
+        setattr(module, name, _measured_save(getattr(module, name)))
+    for module, name, stage in announced:
         setattr(module, name, _announcing(stage, getattr(module, name)))
     if not verbose:
         originals += _folded_nncf_bars()

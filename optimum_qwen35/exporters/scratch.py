@@ -112,7 +112,7 @@ def write_tensors(
             for name, value in tensors.items()
         }
         return {name: tensor.to(dtype or tensor.dtype).contiguous() for name, tensor in stacked.items()}
-    header, offset = {}, 0
+    header, offset, sizes = {}, 0, []
     for name, value in tensors.items():
         parts, shape = _parts(value)
         target = dtype or parts[0].dtype
@@ -120,13 +120,15 @@ def write_tensors(
         entry = {"dtype": DTYPE_NAMES[target], "shape": shape, "data_offsets": [offset, offset + size]}
         header[name] = entry
         offset += size
+        sizes.append(size)
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as safetensors does
     destination = folder / f"{next(_counter)}.safetensors"
     buffer = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
     with destination.open("wb") as out:
         out.write(struct.pack("<Q", len(encoded)) + encoded)
-        for value in substeps(list(tensors.values()), "writing the scratch file"):
+        # The ETA weighs each tensor by its bytes: an embedding table takes far longer than a norm.
+        for value in substeps(list(tensors.values()), "writing the scratch file", sizes=sizes):
             parts, _ = _parts(value)
             target = dtype or parts[0].dtype
             staged = buffer.view(target)

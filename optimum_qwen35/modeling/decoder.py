@@ -7,6 +7,7 @@ linear-attention layers and ``j`` counts full-attention layers, each in model or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,8 @@ class StaticQwen35Decoder:
         self.rotary_scaling = float(getattr(rotary, "attention_scaling", 1.0))
         rope = getattr(self.parts.config, "rope_parameters", None) or {}
         self.mrope_section = list(rope.get("mrope_section") or getattr(rotary, "mrope_section", [11, 11, 10]))
+        #: Called after each decoder layer's forward (the export counts layers while it traces).
+        self.layer_done: Callable[[], None] | None = None
 
     def attach_cells(self) -> None:
         """Prepare the modules for tracing: every Gated DeltaNet module gets a recurrence cell
@@ -151,6 +154,8 @@ class StaticQwen35Decoder:
                 new_attention += [key, value]
             hidden = residual + hidden
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            if self.layer_done is not None:
+                self.layer_done()
 
         logits = self.parts.lm_head(text.norm(hidden)).float()
         return {"logits": logits, "present_key_values": new_linear + new_attention}
