@@ -51,9 +51,12 @@ def test_weighted_count_takes_its_rate_from_the_sizes(monkeypatch):
     assert count.text() == "weights 2/2"  # no ETA once done
 
 
-def test_written_text_is_gigabytes_and_an_eta():
-    assert written_text(2 * 10**9, 8 * 10**9, 10.0) == "GB 2.0/8.0, ETA 00:30"
-    assert written_text(9 * 10**9, 8 * 10**9, 10.0) == "GB 8.0/8.0"  # the estimate is capped
+def test_written_text_is_gigabytes_and_an_eta_from_the_first_bytes():
+    first = (100.0, 10**9)  # first seen growing at 1 GB
+    assert written_text(10**9, 8 * 10**9, first, 100.0) == "GB 1.0/8.0"  # no rate yet
+    assert written_text(3 * 10**9, 8 * 10**9, first, 110.0) == "GB 3.0/8.0, ETA 00:25"  # 2 GB in 10 s
+    assert written_text(2 * 10**9, 8 * 10**9, None, 110.0) == "GB 2.0/8.0"
+    assert written_text(9 * 10**9, 8 * 10**9, first, 110.0) == "GB 8.0/8.0"  # the estimate is capped
 
 
 def test_save_helper_draws_the_file_growing(tmp_path):

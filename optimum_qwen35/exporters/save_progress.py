@@ -8,9 +8,9 @@ Saving an IR writes every weight to its ``.bin`` (gigabytes, minutes for a large
 process can draw meanwhile. So on a terminal, :func:`watched_save` starts this module as a script
 in a helper process that watches the ``.bin`` grow and redraws the bar's line twice a second with
 "GB x/y, ETA mm:ss" — ``y`` the bytes of the model's constants (f32 ones halved when saved with
-``compress_to_fp16``), the rate the one measured in this save. The helper clears its line and
-exits when the save returns; the display's bar then redraws. Stdlib only, so that the helper
-starts in milliseconds.
+``compress_to_fp16``), the rate the one measured in this save since its first bytes. The helper
+clears its line and exits when the save returns; the display's bar then redraws. Stdlib only, so
+that the helper starts in milliseconds.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ def clock(seconds: float) -> str:
     return f"{hours:d}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
-def written_text(written: int, total: int, elapsed: float) -> str:
-    """ "GB x/y, ETA mm:ss" of a file ``written`` bytes into ``total`` after ``elapsed`` seconds."""
+def written_text(written: int, total: int, rate_from: tuple[float, int] | None, now: float) -> str:
+    """The save as shown, "GB x/y, ETA mm:ss": ``written`` bytes of ``total`` at ``now``, the rate
+    measured from ``rate_from`` (the time and size when the file was first seen growing), if any."""
     text = f"GB {min(written, total) / 1e9:.1f}/{total / 1e9:.1f}"
-    eta = eta_seconds(written, total, elapsed)
+    eta = None if rate_from is None else eta_seconds(written - rate_from[1], total - rate_from[1], now - rate_from[0])
     return text if eta is None else f"{text}, ETA {clock(eta)}"
 
 
@@ -74,14 +75,18 @@ def watched_save(weights: Path, total: int, line: str, export_start: float, term
 
 def _serve(weights: Path, total: int, line: str, export_start: float) -> None:
     """The helper: redraw until stdin closes, then clear the line."""
-    start, drawn = time.monotonic(), 0
+    rate_from, drawn = None, 0
     while True:
         try:
             written = weights.stat().st_size
         except FileNotFoundError:  # not created yet
             written = 0
         now = time.monotonic()
-        text = f"\r{line} [{clock(now - export_start)}], {written_text(written, total, now - start)}"
+        if rate_from is None and written > 0:
+            # The writer first walks the whole graph (seconds for a large model) without writing:
+            # the rate counts from the first bytes on, so that pause does not stretch the ETA.
+            rate_from = (now, written)
+        text = f"\r{line} [{clock(now - export_start)}], {written_text(written, total, rate_from, now)}"
         sys.stderr.write(text + " " * max(drawn - len(text), 0))
         sys.stderr.flush()
         drawn = len(text)
