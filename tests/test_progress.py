@@ -59,28 +59,39 @@ def test_written_text_is_gigabytes_and_an_eta_from_the_first_bytes():
     assert written_text(9 * 10**9, 8 * 10**9, first, 110.0) == "GB 8.0/8.0"  # the estimate is capped
 
 
+def _drawn_until(fd: int, text: str, timeout: float = 30.0) -> str:
+    """What the helper draws on ``fd`` until a frame shows ``text`` (a frame ends where the next starts)."""
+    drawn, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        drawn += os.read(fd, 4096)
+        frames = drawn.decode().split("\r")
+        if any(text in frame for frame in frames[:-1]):
+            return drawn.decode()
+    raise AssertionError(f"no frame with {text!r} in {timeout} s: {drawn!r}")
+
+
 def test_save_helper_draws_the_file_growing(tmp_path):
     """The helper process watches the ``.bin`` (sparse here) while the caller is busy, then clears its line."""
     weights = tmp_path / "model.bin"
     read_end, write_end = os.pipe()
+    drawn = ""
     with watched_save(weights, 8 * 10**9, "Qwen3.5 export: saving the IR: step 5/6", time.monotonic(), write_end):
-        time.sleep(0.8)
+        drawn += _drawn_until(read_end, ", GB 0.0/8.0")  # nothing written yet
         with weights.open("wb") as file:
             file.truncate(2 * 10**9)
-        time.sleep(1.2)
+        drawn += _drawn_until(read_end, ", GB 2.0/8.0")  # first bytes seen: no rate yet
         with weights.open("r+b") as file:
             file.truncate(4 * 10**9)
-        time.sleep(1.2)
+        drawn += _drawn_until(read_end, ", GB 4.0/8.0, ETA ")  # 2 GB since the first bytes: a rate
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as drawn:
-        text = drawn.read().decode()
-    frames = _frames(text)
+    with os.fdopen(read_end, "rb") as rest:
+        drawn += rest.read().decode()
+    frames = _frames(drawn)
     sizes = [re.search(r", GB (\d\.\d)/8\.0", frame).group(1) for frame in frames]
-    assert sizes[0] == "0.0" and "2.0" in sizes and sizes[-1] == "4.0", frames
-    assert sizes == sorted(sizes)
-    assert all(frame.startswith("Qwen3.5 export: saving the IR: step 5/6 [00:0") for frame in frames)
-    assert any(", ETA " in frame for frame in frames if ", GB 4.0/8.0" in frame)
-    assert text.endswith("\r"), "the line is cleared for the bar"
+    assert sizes[0] == "0.0" and sizes == sorted(sizes), frames
+    assert all(frame.startswith("Qwen3.5 export: saving the IR: step 5/6 [00:") for frame in frames)
+    assert not any(", ETA " in frame for frame in frames if ", GB 2.0/8.0" in frame)
+    assert drawn.endswith("\r"), "the line is cleared for the bar"
 
 
 def test_nested_counts_show_together_and_only_the_outer_one_is_summed(monkeypatch):
