@@ -1,24 +1,30 @@
-"""The steps of a Qwen3.5 export, shown as they start.
+"""The steps of a Qwen3.5 export, shown as they start, with counts and ETAs where they can be observed.
 
 An export spends minutes in a few long calls (loading, ``torch.jit.trace``, OpenVINO conversion,
 saving, compression) that report nothing themselves, so the user sees a frozen terminal.
 :func:`export_progress` shows which step is running and how long the export has taken:
 
 * on a terminal, one tqdm bar that redraws in place ("Qwen3.5 export: tracing: step 2/6 [00:03]"),
-  with the step's own count behind it when it has one (", Mapping weights 1/2");
-* otherwise (a log file, a pipe, CI), one line per step and a last line with the total time: a
-  redrawn bar would pile its redraws and any other writer's text onto one line.
+  with the step's counts behind it (", layer 3/8, ETA 00:05");
+* otherwise (a log file, a pipe, CI), one line per step, one line per figure the step measured
+  ("Qwen3.5 export: traced 8 layers in 3.1 s") and a last line with the total time: a redrawn bar
+  would pile its redraws and any other writer's text onto one line.
 
-Counted loops inside a step report through the same display instead of drawing bars of their
-own: the plugin's loading loops (:func:`substeps`) and, unless the export is verbose, NNCF's
-compression bars (their display is switched off and their count folded in). transformers' loading
-bar is switched off by :mod:`.quiet`.
+A count (:func:`counting`, :func:`substeps`) is one loop inside a step; its ETA comes from its own
+rate so far (:func:`.save_progress.eta_seconds`), never from the model's size. Counted: the
+decoder layers of the trace (the patcher's ``counted_layers``), the plugin's loading loops and
+scratch writes, the vocabulary-table chunks of the compression and, unless the export is verbose,
+NNCF's loops (their rich bars switched off, their counts folded in; its weight compression as
+"weights i/N", weighted by size). The saves are measured by :meth:`_Display.saving`: on a terminal
+a helper process draws "GB x/y" (:mod:`.save_progress`; ``openvino.save_model`` holds the GIL).
+transformers' loading bar is switched off by :mod:`.quiet`.
 
-optimum-intel's ``convert_model``, ``save_model`` and ``maybe_convert_tokenizers`` are wrapped only
-while the display is open; the plugin's own steps call :func:`advance` directly. An INT8/INT4
-export compresses after the IR is saved (optimum-intel's ``_main_quantize``, or its size-based
-INT8 for models above 1 B parameters): the compression hook announces ``compress`` and
-``save compressed``, which join the steps when they start.
+optimum-intel's ``convert_model``, ``save_model`` and ``maybe_convert_tokenizers`` (and
+``openvino.save_model`` under its other names) are wrapped only while the display is open; the
+plugin's own steps call :func:`advance` directly. An INT8/INT4 export compresses after the IR is
+saved (optimum-intel's ``_main_quantize``, or its size-based INT8 for models above 1 B
+parameters): the compression hook announces ``compress`` and ``save compressed``, which join the
+steps when they start.
 """
 
 from __future__ import annotations
@@ -63,9 +69,10 @@ class Count:
     """One counted loop inside a step ("layer 3/8"): its position, and its ETA from its own rate.
 
     ``sizes`` (one per item) weigh the items for the ETA when they take unequal time (NNCF's
-    weights, by element count). ``summary`` ("traced", "layers") makes the count part of the
-    step's last line in the non-terminal display ("traced 8 layers in 3.1 s"); nested counts
-    never are (a loop inside another counts parts of the outer one's items).
+    weights, by element count). ``summary`` ("traced", "layers") makes the count one of the lines
+    the non-terminal display prints when its step ends ("traced 8 layers in 3.1 s"; counts of the
+    same summary add up); nested counts never are (a loop inside another counts parts of the outer
+    one's items). ``every_item``: redraw at every item, for counts of slow items (decoder layers).
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class Count:
             _display.update(self)
 
     def eta(self) -> float | None:
+        """Seconds left at this count's rate so far (by ``sizes`` when given); None before the first item."""
         total = sum(self.sizes) if self.sizes is not None else self.total
         return eta_seconds(self.done, total, time.monotonic() - self.start)
 
