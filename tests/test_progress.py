@@ -106,7 +106,7 @@ def test_nested_counts_show_together_and_only_the_outer_one_is_summed(monkeypatc
             outer.advance()
     lines = log.getvalue().splitlines()
     assert lines[1] == "Qwen3.5 export: compressing weights: step 7/8"
-    assert re.fullmatch(r"Qwen3\.5 export: compressed 1 chunks in \d+\.\d s", lines[2]), lines
+    assert re.fullmatch(r"Qwen3\.5 export: compressed 1 chunk in \d+\.\d s", lines[2]), lines  # one: no plural
     assert lines[3].startswith("Qwen3.5 export: done ["), lines
 
 

@@ -143,7 +143,8 @@ def compress_vocabulary_tables(model: ov.Model, mode: nncf.CompressWeightsMode) 
         if constant is not None:
             tables.setdefault(constant.get_friendly_name(), constant)
     chunks = sum(len(_chunks(constant)) for constant in tables.values())
-    with counting("vocabulary table chunks", chunks) as count:
+    # Its own summary line: on a large model these chunks take minutes, often more than NNCF's passes.
+    with counting("vocabulary table chunks", chunks, summary=("compressed", "vocabulary table chunks")) as count:
         for constant in tables.values():
             _compress_table(constant, mode, count.advance)
     model.validate_nodes_and_infer_types()

@@ -166,7 +166,10 @@ class _Display:
         """The non-terminal display's figures of the step that ends: "traced 8 layers in 3.1 s"."""
         if self.bar is None:
             for (verb, unit), (items, seconds) in self.summaries.items():
-                amount = _size(items) if unit == "bytes" else f"{items} {unit}"
+                if unit == "bytes":
+                    amount = _size(items)
+                else:  # "1 vocabulary table chunk", "62 weights"
+                    amount = f"{items} {unit.removesuffix('s') if items == 1 else unit}"
                 print(f"{PREFIX}: {verb} {amount} in {seconds:.1f} s", file=sys.stderr, flush=True)
         self.summaries = {}
 
