@@ -104,6 +104,8 @@ def test_nested_counts_show_together_and_only_the_outer_one_is_summed(monkeypatc
                 assert progress._display.counts == [outer, inner]
                 inner.advance()
             outer.advance()
+        with counting("vocabulary tables", 0, summary=("compressed", "tables")):
+            pass  # a model without a vocabulary table: no "compressed 0 tables" line
     lines = log.getvalue().splitlines()
     assert lines[1] == "Qwen3.5 export: compressing weights: step 7/8"
     assert re.fullmatch(r"Qwen3\.5 export: compressed 1 chunk in \d+\.\d s", lines[2]), lines  # one: no plural

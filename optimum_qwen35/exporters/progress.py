@@ -138,8 +138,9 @@ class _Display:
         self.counts.append(count)
 
     def close(self, count: Count) -> None:
-        """End ``count``: its figures join the step's summary (outermost counts with a summary only)."""
-        if count.summary is not None and self.counts and self.counts[0] is count:
+        """End ``count``: its figures join the step's summary (outermost counts with a summary only,
+        and not a count of nothing: a vision-language part without a vocabulary table)."""
+        if count.summary is not None and count.count and self.counts and self.counts[0] is count:
             self.add_summary(count.summary, count.count, time.monotonic() - count.start)
         self.counts.remove(count)
         self.update(None)
