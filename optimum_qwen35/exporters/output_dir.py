@@ -135,6 +135,7 @@ def _full_disk_detected_when_writing() -> Iterator[None]:
     (which checks again, for writes made by other code).
     """
     import openvino
+    import optimum.exporters.openvino.__main__ as ov_main
     import optimum.exporters.openvino.convert as ov_convert
 
     def checked(save_model):
@@ -149,7 +150,9 @@ def _full_disk_detected_when_writing() -> Iterator[None]:
 
         return save_model_checked
 
-    originals = {module: module.save_model for module in (openvino, ov_convert)}
+    # The export saves through convert's binding, the size-based INT8 through __main__'s, the quantizer
+    # through the module attribute.
+    originals = {module: module.save_model for module in (openvino, ov_convert, ov_main)}
     for module, save_model in originals.items():
         module.save_model = checked(save_model)
     try:
