@@ -213,6 +213,33 @@ def test_openvino_write_error_is_reported_as_a_full_disk_only_when_it_is(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_temporary_ir_that_fills_the_disk_is_reported_as_a_full_disk(text_checkpoint, tmp_path, monkeypatch):
+    # An int4 export's uncompressed IR goes to optimum-intel's temporary folder, which is removed
+    # (freeing the disk again) before the error reaches the export's own handler: whether the disk
+    # was full must be judged when OpenVINO's writer fails.
+    import openvino
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    real_usage = shutil.disk_usage
+
+    def disk_usage(path):  # the partial IR fills the disk while it exists
+        usage = real_usage(path)
+        return usage._replace(free=0) if any(temporary.rglob("*.bin")) else usage
+
+    def save_fills_the_disk(model, path, *args, **kwargs):
+        Path(path).with_suffix(".bin").write_bytes(b"\0" * 4096)
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    monkeypatch.setattr(openvino, "save_model", save_fills_the_disk)  # the quantizer's save
+    with pytest.raises(DiskFullError, match=r"No space left on device while exporting to .*out .*Fix: .*set TMPDIR"):
+        optimum_qwen35.export(text_checkpoint, tmp_path / "out", weight_format="int4", convert_tokenizer=False)
+    assert list(tmp_path.iterdir()) == [temporary]
+    assert list(temporary.iterdir()) == []
+
+
 def test_disk_full_while_converting_weights_leaves_nothing(text_checkpoint, tmp_path, monkeypatch):
     # --weight-format fp16 of a bf16 checkpoint writes converted weights to a scratch folder beside
     # the output first: a full disk there must leave neither that folder nor a partial output.

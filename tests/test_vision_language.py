@@ -20,6 +20,7 @@ from vision_inputs import processor_inputs, processor_returns_mm_token_type_ids,
 
 import optimum_qwen35
 from optimum_qwen35.checkpoint import mtp_tensors
+from optimum_qwen35.modeling.mtp import MTPHead
 
 VLM = "image-text-to-text"
 PARTS = ("language", "text_embeddings", "vision_embeddings", "vision_embeddings_merger", "vision_embeddings_pos")
@@ -294,6 +295,21 @@ def test_mtp_head_matches_a_reference_of_transformers_layers(layout, checkpoint,
         outputs.append(request_.infer(step)["last_hidden_state"].copy())
         done += chunk
     assert relative_max_error(np.concatenate(outputs, axis=1), expected) <= 1e-4
+
+
+def test_mtp_head_of_a_cut_without_full_attention_is_the_same_head(hub_dense_checkpoint):
+    """Depth cuts of only linear-attention layers (the benchmarks' 2-layer 27B and 35B-A3B) still
+    build the head's full-attention layer, with the same parameters as the uncut model's head."""
+    model = hf_composite(hub_dense_checkpoint)
+    text_config = model.config.text_config
+    cut = copy.deepcopy(text_config)
+    cut.layer_types = ["linear_attention"] * len(cut.layer_types)
+    whole, linear_only = MTPHead(model.model.language_model, text_config), MTPHead(model.model.language_model, cut)
+    assert linear_only.layers[0].layer_type == "full_attention"
+    assert {k: v.shape for k, v in linear_only.state_dict().items()} == {
+        k: v.shape for k, v in whole.state_dict().items()
+    }
+    linear_only.load_mtp_tensors(mtp_tensors(hub_dense_checkpoint))
 
 
 # --- runtimes on the trained reference -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import stat
@@ -86,13 +87,14 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     staging = make_owned_folder(output.parent, f".{output.name}.partial-")
     token = _STAGING.set(staging)
     try:
-        # mkdtemp makes the folder private (0700), and it becomes the user's export: give it the
-        # mode a plain mkdir would (keeping the setgid bit a shared parent folder passes on), so a
-        # model folder shared with other users or services stays readable. A file system that
-        # refuses chmod keeps its own idea of the mode; that is no reason to fail the export.
-        with contextlib.suppress(OSError):
-            staging.chmod((stat.S_IMODE(staging.stat().st_mode) & 0o7000) | (0o777 & ~_umask()))
-        yield staging
+        with _full_disk_detected_when_writing():
+            # mkdtemp makes the folder private (0700), and it becomes the user's export: give it the
+            # mode a plain mkdir would (keeping the setgid bit a shared parent folder passes on), so a
+            # model folder shared with other users or services stays readable. A file system that
+            # refuses chmod keeps its own idea of the mode; that is no reason to fail the export.
+            with contextlib.suppress(OSError):
+                staging.chmod((stat.S_IMODE(staging.stat().st_mode) & 0o7000) | (0o777 & ~_umask()))
+            yield staging
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)
@@ -101,16 +103,19 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
             raise
         if _disk_full(error, staging):
             # optimum-intel writes an INT8/INT4 export's uncompressed IR to a temporary folder first.
+            failed = _failed_write(error)
+            temporary = output if failed is None else Path(failed).absolute()
             where = (
                 "set TMPDIR to a folder on a disk with space"
-                if output.is_relative_to(tempfile.gettempdir())
+                if temporary.is_relative_to(tempfile.gettempdir())
                 else "choose an output folder on another disk"
             )
             written = sum(file.stat().st_size for file in staging.rglob("*") if file.is_file())
             raise DiskFullError(
                 errno.ENOSPC,
                 f"No space left on device while exporting to {output} ({written / 1e9:.1f} GB written, "
-                f"{shutil.disk_usage(staging).free / 1e9:.2f} GB free). The partial export has been removed. "
+                f"{shutil.disk_usage(staging).free / 1e9:.2f} GB free once the partial files were removed). "
+                "The partial export has been removed. "
                 "Fix: free disk space (a 16-bit IR is about the size of the bf16 checkpoint, and "
                 f"--weight-format fp16 of a bf16 checkpoint needs that much again while it runs) or {where}.",
             ) from error
@@ -118,6 +123,43 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     finally:
         _STAGING.reset(token)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _full_disk_detected_when_writing() -> Iterator[None]:
+    """While active, a failed IR write on a nearly full disk is raised as ``ENOSPC``.
+
+    OpenVINO's writer reports a full disk only as "basic_ios::clear: iostream error". Whether the
+    disk was full must be checked when the write fails: optimum-intel removes its temporary folder,
+    and with it the partial IR that filled the disk, before the error reaches :func:`staged_output`
+    (which checks again, for writes made by other code).
+    """
+    import openvino
+    import optimum.exporters.openvino.__main__ as ov_main
+    import optimum.exporters.openvino.convert as ov_convert
+
+    def checked(save_model):
+        @functools.wraps(save_model)
+        def save_model_checked(model, output_model, *args, **kwargs):
+            try:
+                return save_model(model, output_model, *args, **kwargs)
+            except RuntimeError as error:
+                if shutil.disk_usage(Path(output_model).absolute().parent).free < NEARLY_FULL_BYTES:
+                    raise OSError(errno.ENOSPC, "No space left on device", str(output_model)) from error
+                raise
+
+        return save_model_checked
+
+    # The export saves through convert's binding, the size-based INT8 through __main__'s, the quantizer
+    # through the module attribute.
+    originals = {module: module.save_model for module in (openvino, ov_convert, ov_main)}
+    for module, save_model in originals.items():
+        module.save_model = checked(save_model)
+    try:
+        yield
+    finally:
+        for module, save_model in originals.items():
+            module.save_model = save_model
 
 
 def make_owned_folder(parent: Path, prefix: str) -> Path:
@@ -157,6 +199,16 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def _failed_write(error: BaseException) -> str | None:
+    """The file whose write failed for lack of space, if ``error`` (or one it came from) names it."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC and cause.filename:
+            return str(cause.filename)
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _disk_full(error: BaseException, folder: Path) -> bool:

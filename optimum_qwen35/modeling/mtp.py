@@ -57,14 +57,16 @@ class MTPHead(torch.nn.Module):
 
     Args:
         text_model: the loaded model's text decoder (``embed_tokens``, ``layers``, ``norm``,
-            ``rotary_emb``); its full-attention layer's class and its norm's class build the head.
+            ``rotary_emb``); its decoder layer's class and its norm's class build the head.
         text_config: the checkpoint's text config.
     """
 
     def __init__(self, text_model: torch.nn.Module, text_config):
         super().__init__()
-        layer_types = list(text_config.layer_types)
-        layer_class = type(text_model.layers[layer_types.index(FULL)])
+        # Every decoder layer is one class that picks its mixer from ``config.layer_types``, so the
+        # first layer's class builds the head's full-attention layer even in a depth cut with no
+        # full-attention layer (benchmarks cut the 27B and 35B-A3B to 2 layers).
+        layer_class = type(text_model.layers[0])
         norm_class = type(text_model.norm)
         hidden, eps = text_config.hidden_size, text_config.rms_norm_eps
         config = copy.deepcopy(text_config)
