@@ -392,6 +392,31 @@ def _dead_pid() -> int:
         pid -= 1
 
 
+def test_a_terminated_int4_export_removes_everything_it_made(text_checkpoint, tmp_path):
+    # `kill` (SIGTERM) of a compressed export while optimum-intel's temporary IR exists: the export
+    # ends as Ctrl-C would, removing that IR, its staging and its scratch folders.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "--weight-format", "int4"]
+    environment = os.environ | {"TMPDIR": str(temporary)}
+    export = subprocess.Popen(
+        [*cmd, "--model", str(text_checkpoint), str(tmp_path / "out")], stderr=subprocess.DEVNULL, env=environment
+    )
+    deadline = time.monotonic() + 180
+    while not list(temporary.glob("*/*.xml")) and export.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert export.poll() is None, "the export ended before its temporary IR was seen"
+    export.send_signal(signal.SIGTERM)
+    assert export.wait(timeout=120) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
+    assert list(temporary.iterdir()) == []
+
+
 def test_folders_of_an_export_that_was_killed_are_removed_by_the_next_one(text_checkpoint, tmp_path):
     import signal
     import subprocess

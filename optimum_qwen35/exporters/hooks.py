@@ -56,7 +56,7 @@ from .disk_space import check_free_space
 from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
 from .mtp_config import MTP_MODEL_TYPE
-from .output_dir import current_staging, overwrite_requested, staged_output
+from .output_dir import cleaned_up_on_sigterm, current_staging, overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .plugin_ir import finish, is_plugin_export
 from .processor_files import write_processor_files
@@ -275,6 +275,7 @@ def install(model_types: set[str]) -> None:
             output = args.output
             token = DEFAULT_THINKING.set(default_thinking)
             with (
+                cleaned_up_on_sigterm(),
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 quiet_export(verbose()),
                 export_progress(verbose()),
