@@ -56,7 +56,7 @@ from .disk_space import check_free_space
 from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
 from .mtp_config import MTP_MODEL_TYPE
-from .output_dir import cleaned_up_on_sigterm, current_staging, overwrite_requested, staged_output
+from .output_dir import current_staging, overwrite_requested, staged_output
 from .page_release import released_file_pages
 from .plugin_ir import finish, is_plugin_export
 from .processor_files import write_processor_files
@@ -64,6 +64,7 @@ from .progress import advance, export_progress
 from .quiet import quiet_export
 from .scratch import current_scratch, scratch_space
 from .stateful import make_hybrid_stateful
+from .termination import ended_cleanly_on_sigterm
 from .tokenizer import DEFAULT_THINKING, check_thinking_option, checked_preprocessors
 
 logger = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ def install(model_types: set[str]) -> None:
             output = args.output
             token = DEFAULT_THINKING.set(default_thinking)
             with (
-                cleaned_up_on_sigterm(),
+                ended_cleanly_on_sigterm(),
                 staged_output(output, overwrite=overwrite_requested()) as staging,
                 quiet_export(verbose()),
                 export_progress(verbose()),

@@ -7,10 +7,8 @@ import errno
 import functools
 import os
 import shutil
-import signal
 import stat
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -162,30 +160,6 @@ def _full_disk_detected_when_writing() -> Iterator[None]:
     finally:
         for module, save_model in originals.items():
             module.save_model = save_model
-
-
-@contextmanager
-def cleaned_up_on_sigterm() -> Iterator[None]:
-    """While active, SIGTERM (``kill``, a service manager stopping a job) ends the export the way
-    Ctrl-C does: ``SystemExit(143)`` is raised, so every folder it made — the staging and scratch
-    folders beside the output, optimum-intel's temporary IR of a compressed export (gigabytes) —
-    is removed on the way out. Python's default is to end at once and leave them all.
-
-    Only in the main thread (where Python runs signal handlers); the signal is handled once the
-    running OpenVINO call (a save holds the interpreter) returns.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def make_owned_folder(parent: Path, prefix: str) -> Path:

@@ -45,6 +45,7 @@ from nncf.common.logging import track_progress
 from tqdm.auto import tqdm
 
 from .save_progress import clock, eta_seconds, watched_save
+from .termination import end_if_terminated
 
 STAGES = ("load", "trace", "convert", "stateful", "save", "tokenizer")
 #: Steps of an export that compresses weights, after :data:`STAGES`.
@@ -89,6 +90,7 @@ class Count:
 
     def advance(self) -> None:
         """One more item done."""
+        end_if_terminated()  # a progress point: a SIGTERM whose exit was lost ends the export here
         self.done += self.sizes[self.count] if self.sizes is not None and self.count < len(self.sizes) else 1
         self.count += 1
         if _display is not None:
@@ -243,6 +245,7 @@ def advance(stage: str) -> None:
     A no-op when no export display is open, and for a step already reached (the tokenizer step saves
     IRs too, the vision-language layout converts and saves several models). A compression step
     makes the total count the compression steps."""
+    end_if_terminated()
     if _display is not None:
         _display.advance(stage)
 
