@@ -4,7 +4,7 @@ Each configuration runs in a child process of its own and reports ``/proc/self/s
 importing the runtime, after compiling (pipeline construction), after a prefill of ``--prompt``
 tokens (one generated token) and after ``--new-tokens`` more decode steps, plus the peak
 (``VmHWM``) at each point and how much of the resident memory is pages of the IR's weight file
-(``/proc/self/smaps``). Configurations:
+(``/proc/self/smaps``; the "weights" column). Configurations:
 
 * ``core`` / ``core-nommap``: ``ov.Core().compile_model`` of the IR (``ENABLE_MMAP`` on / off) and a
   bare ``InferRequest`` prefill and decode — the plugin's graph with nothing on top;
@@ -12,6 +12,9 @@ tokens (one generated token) and after ``--new-tokens`` more decode steps, plus 
 * ``genai-sdpa``: the same with ``ATTENTION_BACKEND="SDPA"``;
 * ``genai-released``: ``genai`` with the first ``generate`` inside
   ``optimum_qwen35.released_weight_pages()`` (which imports the plugin, and with it torch);
+* ``genai-released-bare``: the same release loop without importing the plugin (its
+  ``exporters/page_release.py`` loaded from the source file: what an import path that does not
+  register with optimum-intel would cost);
 * ``genai-nocache``: continuous batching with prefix caching off (``SchedulerConfig()``, what
   ``ContinuousBatchingPipeline`` users get by default; ``LLMPipeline`` turns it on);
 * ``llama.cpp``: a GGUF file (``--gguf``) through ``llama-cpp-python``.
@@ -36,7 +39,16 @@ from export_memory import proc_status
 from step_inputs import step_inputs
 
 STAGES = ("imported", "compiled", "prefill", "decode")
-CONFIGS = ("core", "core-nommap", "genai", "genai-released", "genai-sdpa", "genai-nocache", "llama.cpp")
+CONFIGS = (
+    "core",
+    "core-nommap",
+    "genai",
+    "genai-released",
+    "genai-released-bare",
+    "genai-sdpa",
+    "genai-nocache",
+    "llama.cpp",
+)
 
 
 def file_resident(path: Path) -> int:
@@ -118,6 +130,32 @@ def _llama_cpp_run(gguf: Path, prompt: int, new_tokens: int, vocab: int, record,
     record("decode")
 
 
+@contextlib.contextmanager
+def _bare_release_loop(interval: float = 0.1):
+    """``optimum_qwen35.released_weight_pages`` without importing the package (and torch with it)."""
+    import importlib.util
+    import threading
+
+    source = Path(__file__).resolve().parent.parent / "optimum_qwen35" / "exporters" / "page_release.py"
+    spec = importlib.util.spec_from_file_location("page_release", source)
+    page_release = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(page_release)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval) and page_release.release_weight_pages(writable=False):
+            pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        page_release.release_weight_pages(writable=False)
+
+
 def measure(model: Path, config: str, prompt: int, new_tokens: int, vocab: int, properties: dict) -> dict:
     """Run one configuration in this process and return its snapshot per stage."""
     weights = model if config == "llama.cpp" else model / "openvino_model.bin"
@@ -139,6 +177,8 @@ def measure(model: Path, config: str, prompt: int, new_tokens: int, vocab: int, 
         import optimum_qwen35
 
         first_call = optimum_qwen35.released_weight_pages
+    elif config == "genai-released-bare":
+        first_call = _bare_release_loop
     record("imported")
     if config.startswith("core"):
         properties = properties | {"ENABLE_MMAP": config == "core"}
@@ -188,7 +228,7 @@ def main() -> int:
         parser.error("the llama.cpp configuration needs --gguf FILE")
     weights = args.gguf if configs == ["llama.cpp"] else args.ir / "openvino_model.bin"
     print(f"weights file: {weights.stat().st_size / 1e9:.3f} GB; prompt {args.prompt}, {args.new_tokens} new tokens")
-    print(f"{'config':<15}{'stage':<10}{'RSS':>8}{'anon':>8}{'file':>8}{'of .bin':>9}{'peak':>8}  (GB)")
+    print(f"{'config':<21}{'stage':<10}{'RSS':>8}{'anon':>8}{'file':>8}{'weights':>9}{'peak':>8}  (GB)")
     rows = []
     for config in configs:
         cmd = [sys.executable, __file__, str(args.ir), "--child", config, "--prompt", str(args.prompt)]
@@ -196,14 +236,14 @@ def main() -> int:
         cmd += ["--gguf", str(args.gguf)] if args.gguf else []
         child = subprocess.run(cmd, capture_output=True, text=True)
         if child.returncode != 0:
-            print(f"{config:<15}failed: {child.stderr.strip().splitlines()[-1:]}")
+            print(f"{config:<21}failed: {child.stderr.strip().splitlines()[-1:]}")
             continue
         stages = json.loads(child.stdout.strip().splitlines()[-1])
         rows.append({"config": config, "properties": args.property, "prompt": args.prompt, "stages": stages})
         for stage in STAGES:
             s = stages[stage]
             cells = [s["VmRSS"], s["RssAnon"], s["RssFile"], s["weights_file"], s["VmHWM"]]
-            print(f"{config:<15}{stage:<10}" + "".join(f"{value / 1e9:>8.3f} " for value in cells).rstrip(), flush=True)
+            print(f"{config:<21}{stage:<10}" + "".join(f"{value / 1e9:>8.3f} " for value in cells).rstrip(), flush=True)
     if args.json:
         previous = json.loads(args.json.read_text()) if args.json.is_file() else []
         args.json.write_text(json.dumps(previous + rows, indent=2))
