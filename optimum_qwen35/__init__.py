@@ -20,6 +20,7 @@ from .errors import (
 )
 from .export import export
 from .registry import register
+from .weight_pages import released_weight_pages
 
 register()
 
@@ -33,5 +34,6 @@ __all__ = [
     "UnsupportedEnvironmentError",
     "export",
     "register",
+    "released_weight_pages",
     "__version__",
 ]

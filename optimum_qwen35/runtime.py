@@ -15,6 +15,10 @@ position (a third of the prefill work on the 0.8B shape); a plain ``forward()`` 
 logits for every position (perplexity needs them). The input is added to the graph when the
 model is loaded, not to the IR on disk, which openvino-genai loads unchanged (it slices the
 ``lm_head`` input itself).
+
+And the first inference of each compiled request, when the CPU plugin repacks the weights, runs
+inside :func:`.weight_pages.released_weight_pages`: the mapped IR file's pages it read are handed
+back instead of staying resident next to the repacked copy.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from optimum.intel.openvino.modeling_decoder import OVModelWithMambaForCausalLM
 
 from .checkpoint import is_qwen35_config
 from .exporters.quiet import DYNAMIC_SHAPES, LOCAL_IR_CHECK, hidden
+from .weight_pages import released_weight_pages
 
 #: rt_info path written into every IR this plugin exports.
 RT_INFO_KEY = ["optimum_qwen35", "version"]
@@ -124,7 +129,14 @@ class OVQwen35ForCausalLM(OVModelForCausalLM):
     ):
         """As ``OVModelForCausalLM.forward``; ``logits_to_keep=k > 0`` returns the last k positions' logits."""
         kwargs[LOGITS_TO_KEEP] = logits_to_keep
-        return super().forward(input_ids, attention_mask, past_key_values, position_ids, token_type_ids, **kwargs)
+        args = (input_ids, attention_mask, past_key_values, position_ids, token_type_ids)
+        if self.request is not None and self.request is getattr(self, "_repacked_request", None):
+            return super().forward(*args, **kwargs)
+        # The first inference of this request (compiled here if need be) repacks the weights.
+        with released_weight_pages():
+            outputs = super().forward(*args, **kwargs)
+        self._repacked_request = self.request
+        return outputs
 
     def prepare_inputs(self, input_ids, attention_mask=None, past_key_values=None, *args, **kwargs) -> dict:
         if past_key_values is None and self.use_cache and not self.stateful:  # a stateless IR's first step

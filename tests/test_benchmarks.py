@@ -110,3 +110,27 @@ def test_export_memory_names_bad_arguments(tmp_path):
     too_deep = subprocess.run([*cmd, "--shapes", "35B-A3B", "--layers", "2,41"], capture_output=True, text=True)
     assert too_deep.returncode == 2 and "Qwen3.5-35B-A3B has 1 to 40 decoder layers" in too_deep.stderr
     assert not (tmp_path / "work").exists()
+
+
+def test_runtime_memory_reports_every_stage(text_export, tmp_path):
+    cmd = [sys.executable, str(BENCHMARKS / "runtime_memory.py"), str(text_export), "--configs", "core,genai-released"]
+    cmd += ["--prompt", "16", "--new-tokens", "2", "--json", str(tmp_path / "memory.json")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = json.loads((tmp_path / "memory.json").read_text())
+    assert [row["config"] for row in rows] == ["core", "genai-released"]
+    for row in rows:
+        assert list(row["stages"]) == ["imported", "compiled", "prefill", "decode"]
+        peaks = [stage["VmHWM"] for stage in row["stages"].values()]
+        assert peaks == sorted(peaks) and all(stage["VmRSS"] > 0 for stage in row["stages"].values())
+    assert rows[0]["stages"]["prefill"]["weights_file"] > 0  # a bare request keeps the file's pages
+    assert rows[1]["stages"]["prefill"]["weights_file"] == 0  # released during the first generate
+
+
+def test_paged_prefill_profile_compares_the_two_graphs(text_export):
+    cmd = [sys.executable, str(BENCHMARKS / "paged_prefill_profile.py"), str(text_export), "--prompt", "40"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "prefill of 40 tokens: paged (continuous batching)" in result.stdout
+    for kind in ("PagedGatedDeltaNet", "PagedCausalConv1D", "GatedDeltaNet", "FullyConnected"):
+        assert any(line.startswith(kind) for line in result.stdout.splitlines()), kind

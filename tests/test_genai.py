@@ -195,6 +195,13 @@ def test_paged_conversion_fuses_linear_attention(reference_export):
     layers = AutoConfig.from_pretrained(reference_export).get_text_config().layer_types
     assert kinds.count("PagedGatedDeltaNet") == kinds.count("PagedCausalConv1D") == layers.count("linear_attention")
     assert kinds.count("PagedAttentionExtension") == layers.count("full_attention")
+    # The conv's SiLU runs channels-last, after the transpose back to [B, T, C]: on the paged
+    # conv's [tokens, C, 1] output the CPU plugin's Swish took ~10x longer (docs/performance.md).
+    for conv in (op for op in model.get_ordered_ops() if op.get_type_name() == "PagedCausalConv1D"):
+        node = conv
+        while node.get_type_name() != "Swish":
+            node = next(iter(node.output(0).get_target_inputs())).get_node()
+        assert node.get_output_partial_shape(0)[-1] == conv.get_output_partial_shape(0)[1]
     names = {parameter.get_friendly_name() for parameter in model.get_parameters()}
     assert not names & {"beam_idx", "attention_mask"}
 

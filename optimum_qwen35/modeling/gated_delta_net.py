@@ -60,7 +60,9 @@ def gated_delta_net(
     weight = gdn.conv1d.weight.float()  # [C, 1, K]
     conv = F.conv1d(window, weight, None, groups=weight.shape[0])[:, :, -length:]
     new_conv_state = window[:, :, -conv_state.shape[-1] :]
-    mixed_qkv = F.silu(conv).transpose(1, 2)  # [B, T, C]
+    # SiLU after the transpose: openvino-genai's paged conv outputs [tokens, C, 1], on which the
+    # CPU plugin's Swish ran ~10x slower than on [B, T, C] (docs/performance.md).
+    mixed_qkv = F.silu(conv.transpose(1, 2))  # [B, T, C]
 
     # Split q|k|v on a rank-4 tensor: the Intel GPU plugin has no layout for a rank-3 bf16
     # VariadicSplit, and a unit axis costs nothing.
