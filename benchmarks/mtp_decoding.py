@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -99,8 +100,15 @@ def reference_part(work: Path, max_new_tokens: int = 64) -> dict:
     return rows
 
 
+#: The trained reference's tokenizer files, copied into random checkpoints so that pipelines taking
+#: text (``VLMPipeline``) can run them; its 4096 ids are a subset of the real vocabulary, and the
+#: detokenizer skips ids it does not know.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json")
+
+
 def build_0_8b_checkpoint(path: Path) -> Path:
-    """A random composite checkpoint of the real Qwen3.5-0.8B config (vision tower, MTP head), bf16."""
+    """A random composite checkpoint of the real Qwen3.5-0.8B config (vision tower, MTP head), bf16,
+    with the trained reference's tokenizer."""
     if (path / "config.json").is_file():
         return path
     sys.path.insert(0, str(REPO / "tests"))
@@ -124,7 +132,9 @@ def build_0_8b_checkpoint(path: Path) -> Path:
     tensors |= {name: t.to(torch.bfloat16) for name, t in _mtp_tensors(config_dict["text_config"], generator).items()}
     path.mkdir(parents=True)
     write_hub_shards(path, tensors, shards=1)
-    (path / "config.json").write_text(json.dumps(config_dict, indent=2))
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(REFERENCE / name, path / name)
+    (path / "config.json").write_text(json.dumps(config_dict, indent=2))  # last: marks the folder complete
     return path
 
 
