@@ -135,10 +135,10 @@ def timed_calls(generate: Generate, prompts: list[int], new_tokens: int) -> dict
     return result
 
 
-def _infer_request_session(ir: Path, vocab: int) -> Generate:
+def _infer_request_session(ir: Path, vocab: int, device: dict[str, str]) -> Generate:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(ir / "openvino_model.xml", "CPU")
+    compiled = ov.Core().compile_model(ir / "openvino_model.xml", "CPU", device)
     names = {name for port in compiled.inputs for name in port.get_names()}
     request = compiled.create_infer_request()
 
@@ -161,11 +161,11 @@ def _infer_request_session(ir: Path, vocab: int) -> Generate:
     return generate
 
 
-def _genai_session(ir: Path, vocab: int, **properties: str) -> Generate:
+def _genai_session(ir: Path, vocab: int, device: dict[str, str], **properties: str) -> Generate:
     import openvino as ov
     import openvino_genai
 
-    pipe = openvino_genai.LLMPipeline(str(ir), "CPU", **properties)
+    pipe = openvino_genai.LLMPipeline(str(ir), "CPU", **device, **properties)
 
     def generate(length: int, new_tokens: int, rng: np.random.Generator) -> dict:
         config = pipe.get_generation_config()
@@ -181,7 +181,7 @@ def _genai_session(ir: Path, vocab: int, **properties: str) -> Generate:
     return generate
 
 
-def _optimum_session(ir: Path, vocab: int) -> Generate:
+def _optimum_session(ir: Path, vocab: int, device: dict[str, str]) -> Generate:
     """``OVModelForCausalLM.generate`` as users call it: the plugin's runtime for plugin IRs (last
     position logits in prefill), optimum-intel's own class for any other IR."""
     import torch
@@ -189,7 +189,7 @@ def _optimum_session(ir: Path, vocab: int) -> Generate:
 
     import optimum_qwen35  # noqa: F401  (routes plugin IRs to the plugin's runtime class)
 
-    model = OVModelForCausalLM.from_pretrained(ir)
+    model = OVModelForCausalLM.from_pretrained(ir, ov_config=device)
 
     def generate(length: int, new_tokens: int, rng: np.random.Generator) -> dict:
         clock = _TokenClock()
@@ -240,7 +240,7 @@ def _llama_cpp_session(model: Path, vocab: int, longest: int, new_tokens: int) -
     return generate
 
 
-def _vlm_session(folder: Path, vocab: int, draft_tokens: int = 0) -> Generate:
+def _vlm_session(folder: Path, vocab: int, device: dict[str, str], draft_tokens: int = 0) -> Generate:
     """``openvino_genai.VLMPipeline`` on the vision-language layout, text prompts cut from held-out
     source to the asked number of tokens; with ``draft_tokens``, the layout's MTP head drafts that
     many tokens per step (greedy speculative decoding). Both use one scheduler with prefix caching
@@ -252,8 +252,8 @@ def _vlm_session(folder: Path, vocab: int, draft_tokens: int = 0) -> Generate:
 
     scheduler = openvino_genai.SchedulerConfig()
     scheduler.enable_prefix_caching = False
-    draft = {"draft_model": openvino_genai.draft_model(str(folder), "CPU")} if draft_tokens else {}
-    pipe = openvino_genai.VLMPipeline(str(folder), "CPU", scheduler_config=scheduler, **draft)
+    draft = {"draft_model": openvino_genai.draft_model(str(folder), "CPU", **device)} if draft_tokens else {}
+    pipe = openvino_genai.VLMPipeline(str(folder), "CPU", scheduler_config=scheduler, **device, **draft)
     tokenizer = pipe.get_tokenizer()
     corpus = tokenizer.encode(HELDOUT.read_text(), add_special_tokens=False).input_ids.data[0]
 
@@ -301,6 +301,9 @@ RUNTIMES = {
 }
 LLAMA_CPP = "llama.cpp"  # the runtime of GGUF rows (``--gguf``)
 VLM = "vlm"  # the runtime of vision-language layout rows (``--mtp``): no draft, then ``vlm-mtp-k<K>``
+#: ``--f32``: exact inference (on AMX/AVX-512 BF16 CPUs the default is bf16 activations, and an
+#: u8 KV cache), for checks such as "drafting gives the same greedy text"
+F32 = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
 VLM_TASK = "image-text-to-text"  # the export task that writes that layout (with the MTP head)
 
 
@@ -309,16 +312,20 @@ def vlm_runtime(draft_tokens: int) -> str:
     return f"{VLM}-mtp-k{draft_tokens}" if draft_tokens else VLM
 
 
-def measure(model: Path, runtime: str, prompts: list[int], new_tokens: int, config_file: Path) -> dict:
-    """Run one model (IR folder or GGUF file) × runtime in this process (the ``--measure`` child mode)."""
+def measure(
+    model: Path, runtime: str, prompts: list[int], new_tokens: int, config_file: Path, f32: bool = False
+) -> dict:
+    """Run one model (IR folder or GGUF file) × runtime in this process (the ``--measure`` child mode);
+    ``f32``: OpenVINO runtimes compiled with f32 inference and KV cache, not the CPU plugin's defaults."""
+    device = F32 if f32 else {}
     config = json.loads(config_file.read_text())
     vocab = config.get("text_config", config)["vocab_size"]
     if runtime == LLAMA_CPP:
         generate = _llama_cpp_session(model, vocab, max(prompts), new_tokens)
     elif runtime.startswith(VLM):
-        generate = _vlm_session(model, vocab, int(runtime.removeprefix(VLM).removeprefix("-mtp-k") or 0))
+        generate = _vlm_session(model, vocab, device, int(runtime.removeprefix(VLM).removeprefix("-mtp-k") or 0))
     else:
-        generate = RUNTIMES[runtime](model, vocab)
+        generate = RUNTIMES[runtime](model, vocab, device)
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak at the fork (Linux
     # carries it across exec), so it could only report the larger of the two.
     return timed_calls(generate, prompts, new_tokens) | {"peak_rss": proc_status()["VmHWM"]}
@@ -326,7 +333,7 @@ def measure(model: Path, runtime: str, prompts: list[int], new_tokens: int, conf
 
 def _child(model: Path, runtime: str, config_file: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--measure", str(model), "--runtime", runtime, "--config", str(config_file)]
-    cmd += ["--prompts", args.prompts, "--new-tokens", str(args.new_tokens)]
+    cmd += ["--prompts", args.prompts, "--new-tokens", str(args.new_tokens)] + (["--f32"] if args.f32 else [])
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     output = child.stdout.read()
     if child.wait() != 0:
@@ -385,6 +392,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="prompts 128,512 and 32 new tokens")
     parser.add_argument("--gguf", default="", help="llama.cpp rows: comma-separated GGUF types, e.g. Q4_0,F16")
     parser.add_argument("--llama-converter", type=Path, help="llama.cpp's convert_hf_to_gguf.py (with --gguf)")
+    parser.add_argument("--f32", action="store_true", help="OpenVINO runtimes at f32, not the CPU's defaults")
     parser.add_argument("--mtp", default="", help="VLMPipeline rows without and with k MTP drafts: k list, e.g. 1,2")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--runtime", help=argparse.SUPPRESS)
@@ -398,7 +406,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown runtime(s) {', '.join(sorted(unknown))}: choose from {', '.join(RUNTIMES)}")
     if args.measure:  # child mode: one model, one runtime, JSON on the last line of stdout
-        print(json.dumps(measure(args.measure, args.runtime, prompts, args.new_tokens, args.config)))
+        print(json.dumps(measure(args.measure, args.runtime, prompts, args.new_tokens, args.config, args.f32)))
         return 0
     if args.work_dir is None:
         parser.error("--work-dir is required")
