@@ -15,11 +15,17 @@ venv, come in with ``--ir NAME=DIR``), and measures each IR × runtime in a chil
 * ``llama.cpp``: with ``--gguf TYPES`` (optional: ``llama-cpp-python`` and llama.cpp's
   ``convert_hf_to_gguf.py`` given as ``--llama-converter``), the same checkpoint converted to GGUF
   (``gguf_export.py``) and run by ``llama-cpp-python`` on all cores — prompt in one ``eval``, then
-  one ``eval`` per greedy token.
+  one ``eval`` per greedy token;
+* ``vlm`` and ``vlm-mtp-k<K>``: with ``--mtp K,...``, every format also exported as the
+  vision-language layout (``--task image-text-to-text``, MTP head included) and run by
+  ``openvino_genai.VLMPipeline`` without a draft and with its MTP head drafting K tokens per step;
+  these rows also report the draft acceptance rate and the greedy text.
 
-Time to first token (TTFT) is measured for every ``--prompts`` length, time per output token
-(TPOT) over ``--new-tokens`` tokens after the first prompt, plus the child's peak RSS (all of
-it: the runtime's libraries, the model and its caches). Every figure
+Each child loads its runtime once and makes one first call before any timed one; that call's
+time to first token is the ``cold TTFT`` column, and every other figure is warm: time to first
+token (TTFT) for every ``--prompts`` length, time per output token (TPOT) over ``--new-tokens``
+tokens after the first prompt, plus the child's peak RSS (all of it: the runtime's libraries, the
+model and its caches). Every figure
 is also printed as a ratio to the ``--baseline`` row measured in the same run, next to the
 bandwidth floor for decode: bytes read per token (weights + recurrent/conv states + KV cache at the
 context length) divided by this machine's read bandwidth, measured in the same run.
@@ -29,6 +35,8 @@ context length) divided by this machine's read bandwidth, measured in the same r
     python benchmarks/bench.py --work-dir /tmp/q35-bench --ir upstream-fp16=/tmp/upstream-ir
     python benchmarks/bench.py --work-dir /tmp/q35-bench --gguf Q4_0,F16 \
         --llama-converter <llama.cpp>/convert_hf_to_gguf.py
+    python benchmarks/bench.py --work-dir /tmp/q35-bench --formats int4 --runtimes "" --mtp 1,2 \
+        --baseline plugin-vl-int4/vlm
 
 Writes ``bench.json`` and, when matplotlib is installed, ``ttft.png`` and ``decode.png`` into the
 work dir. Speed does not depend on weight values, so random weights measure the real shape.
@@ -436,7 +444,7 @@ def main() -> int:
     else:
         checkpoint = build_checkpoint(args.shape, args.work_dir / f"ckpt-{args.shape}")
     irs = {}
-    for weight_format in args.formats.split(","):
+    for weight_format in args.formats.split(",") if runtimes else []:  # none: only --gguf/--mtp rows
         ir = args.work_dir / f"ir-{weight_format}"
         if not (ir / "openvino_model.xml").is_file():
             print(f"exporting {weight_format} ...", flush=True)
