@@ -15,11 +15,17 @@ venv, come in with ``--ir NAME=DIR``), and measures each IR × runtime in a chil
 * ``llama.cpp``: with ``--gguf TYPES`` (optional: ``llama-cpp-python`` and llama.cpp's
   ``convert_hf_to_gguf.py`` given as ``--llama-converter``), the same checkpoint converted to GGUF
   (``gguf_export.py``) and run by ``llama-cpp-python`` on all cores — prompt in one ``eval``, then
-  one ``eval`` per greedy token.
+  one ``eval`` per greedy token;
+* ``vlm`` and ``vlm-mtp-k<K>``: with ``--mtp K,...``, every format also exported as the
+  vision-language layout (``--task image-text-to-text``, MTP head included) and run by
+  ``openvino_genai.VLMPipeline`` without a draft and with its MTP head drafting K tokens per step;
+  these rows also report the draft acceptance rate and the greedy text.
 
-Time to first token (TTFT) is measured for every ``--prompts`` length, time per output token
-(TPOT) over ``--new-tokens`` tokens after the first prompt, plus the child's peak RSS (all of
-it: the runtime's libraries, the model and its caches). Every figure
+Each child loads its runtime once and makes one first call before any timed one; that call's
+time to first token is the ``cold TTFT`` column, and every other figure is warm: time to first
+token (TTFT) for every ``--prompts`` length, time per output token (TPOT) over ``--new-tokens``
+tokens after the first prompt, plus the child's peak RSS (all of it: the runtime's libraries, the
+model and its caches). Every figure
 is also printed as a ratio to the ``--baseline`` row measured in the same run, next to the
 bandwidth floor for decode: bytes read per token (weights + recurrent/conv states + KV cache at the
 context length) divided by this machine's read bandwidth, measured in the same run.
@@ -29,6 +35,8 @@ context length) divided by this machine's read bandwidth, measured in the same r
     python benchmarks/bench.py --work-dir /tmp/q35-bench --ir upstream-fp16=/tmp/upstream-ir
     python benchmarks/bench.py --work-dir /tmp/q35-bench --gguf Q4_0,F16 \
         --llama-converter <llama.cpp>/convert_hf_to_gguf.py
+    python benchmarks/bench.py --work-dir /tmp/q35-bench --formats int4 --runtimes "" --mtp 1,2 \
+        --baseline plugin-vl-int4/vlm
 
 Writes ``bench.json`` and, when matplotlib is installed, ``ttft.png`` and ``decode.png`` into the
 work dir. Speed does not depend on weight values, so random weights measure the real shape.
@@ -44,15 +52,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from export_memory import SHAPES, build_checkpoint, proc_status, run_export
 from generate_overhead import timed_generate
 from gguf_export import export_gguf, llama_cpp_missing, unknown_types
+from mtp_decoding import build_0_8b_checkpoint
 from step_inputs import step_inputs
 
 STOP_TOKEN = 0  # random checkpoints have no real EOS; generation runs to max_new_tokens (ignore_eos)
+HELDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout_python_sample.txt"  # VLM prompts
 
 
 def measure_bandwidth(gigabytes: float = 1.0, repeats: int = 5) -> dict[str, float]:
@@ -111,56 +122,74 @@ def bytes_per_token(weights: Path, config_file: Path, context: int) -> int:
     return weights.stat().st_size + linear * (recurrent + conv) + full * kv
 
 
-def _infer_request_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
+#: One call of a loaded runtime: a prompt of ``length`` tokens drawn from ``rng``, then ``new_tokens``
+#: greedy tokens; returns ``ttft_s`` and, when ``new_tokens > 1``, ``tpot_s`` (plus figures of its own).
+Generate = Callable[[int, int, np.random.Generator], dict]
+
+
+def timed_calls(generate: Generate, prompts: list[int], new_tokens: int) -> dict:
+    """Every figure of one loaded runtime. Its first call (a ``prompts[0]``-token prompt, two
+    tokens) pays for what a runtime sets up lazily — kernel compilation, first-inference
+    allocations, caches — so its time to first token is kept apart as ``cold_ttft_s`` and every
+    ``ttft_s`` after it is warm: one call per prompt length, then TPOT (and any other figure the
+    runtime reports) from the first length's ``new_tokens``."""
+    rng = np.random.default_rng(0)
+    result = {"cold_ttft_s": generate(prompts[0], 2, rng)["ttft_s"], "ttft_s": {}}
+    for index, length in enumerate(prompts):
+        call = generate(length, new_tokens if index == 0 else 1, rng)
+        result["ttft_s"][length] = call.pop("ttft_s")
+        if index == 0:
+            result |= call
+    return result
+
+
+def _infer_request_session(ir: Path, vocab: int, device: dict[str, str]) -> Generate:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(ir / "openvino_model.xml", "CPU")
+    compiled = ov.Core().compile_model(ir / "openvino_model.xml", "CPU", device)
     names = {name for port in compiled.inputs for name in port.get_names()}
     request = compiled.create_infer_request()
-    rng = np.random.default_rng(0)
-    ttft, tpot = {}, []
-    for index, length in enumerate(prompts):
+
+    def generate(length: int, new_tokens: int, rng: np.random.Generator) -> dict:
         request.reset_state()
         feed = step_inputs(rng.integers(1, vocab, (1, length)), 0, names)
         start = time.perf_counter()
         request.infer(feed)
         token = int(request.get_tensor("logits").data[0, -1].argmax())
-        ttft[length] = time.perf_counter() - start
-        if index:
-            continue
+        call = {"ttft_s": time.perf_counter() - start}
         steps = []
-        for step in range(new_tokens):
+        for step in range(new_tokens - 1):
             feed = step_inputs(np.array([[token]]), length + step, names)
             start = time.perf_counter()
             request.infer(feed)
             token = int(request.get_tensor("logits").data[0, -1].argmax())
             steps.append(time.perf_counter() - start)
-        tpot = steps
-    return {"ttft_s": ttft, "tpot_s": statistics.median(tpot)}
+        return call | ({"tpot_s": statistics.median(steps)} if steps else {})
+
+    return generate
 
 
-def _genai_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int, **properties: str) -> dict:
+def _genai_session(ir: Path, vocab: int, device: dict[str, str], **properties: str) -> Generate:
     import openvino as ov
     import openvino_genai
 
-    pipe = openvino_genai.LLMPipeline(str(ir), "CPU", **properties)
-    rng = np.random.default_rng(0)
-    ttft, tpot = {}, None
-    for index, length in enumerate(prompts):
+    pipe = openvino_genai.LLMPipeline(str(ir), "CPU", **device, **properties)
+
+    def generate(length: int, new_tokens: int, rng: np.random.Generator) -> dict:
         config = pipe.get_generation_config()
-        config.max_new_tokens = new_tokens if index == 0 else 1
+        config.max_new_tokens = new_tokens
         config.ignore_eos = True
         config.set_eos_token_id(STOP_TOKEN)  # a random checkpoint has none, which genai rejects
         config.stop_token_ids = {STOP_TOKEN}
         ids = ov.Tensor(rng.integers(1, vocab, (1, length)).astype(np.int64))
         metrics = pipe.generate(ids, config).perf_metrics
-        ttft[length] = metrics.get_ttft().mean / 1000
-        if index == 0:
-            tpot = metrics.get_tpot().mean / 1000
-    return {"ttft_s": ttft, "tpot_s": tpot}
+        call = {"ttft_s": metrics.get_ttft().mean / 1000}
+        return call | ({"tpot_s": metrics.get_tpot().mean / 1000} if new_tokens > 1 else {})
+
+    return generate
 
 
-def _optimum_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
+def _optimum_session(ir: Path, vocab: int, device: dict[str, str]) -> Generate:
     """``OVModelForCausalLM.generate`` as users call it: the plugin's runtime for plugin IRs (last
     position logits in prefill), optimum-intel's own class for any other IR."""
     import torch
@@ -168,21 +197,20 @@ def _optimum_run(ir: Path, prompts: list[int], new_tokens: int, vocab: int) -> d
 
     import optimum_qwen35  # noqa: F401  (routes plugin IRs to the plugin's runtime class)
 
-    model = OVModelForCausalLM.from_pretrained(ir)
-    rng = np.random.default_rng(0)
-    timed_generate(model, torch.ones((1, 4), dtype=torch.int64), 2)  # first-inference set-up, untimed
-    ttft, tpot = {}, None
-    for index, length in enumerate(prompts):
+    model = OVModelForCausalLM.from_pretrained(ir, ov_config=device)
+
+    def generate(length: int, new_tokens: int, rng: np.random.Generator) -> dict:
+        clock = _TokenClock()
         ids = torch.from_numpy(rng.integers(1, vocab, (1, length)))
-        ttft[length] = timed_generate(model, ids, 1)
-        if index == 0:
-            clock = _TokenClock()
-            timed_generate(model, ids, new_tokens, streamer=clock)
-            tpot = statistics.median(np.diff(clock.arrivals[1:]))  # [0] is the prompt
-    return {"ttft_s": ttft, "tpot_s": tpot}
+        start = time.perf_counter()
+        timed_generate(model, ids, new_tokens, streamer=clock)
+        call = {"ttft_s": clock.arrivals[1] - start}  # arrivals[0] is the prompt
+        return call | ({"tpot_s": statistics.median(np.diff(clock.arrivals[1:]))} if new_tokens > 1 else {})
+
+    return generate
 
 
-def _llama_cpp_run(model: Path, prompts: list[int], new_tokens: int, vocab: int) -> dict:
+def _llama_cpp_session(model: Path, vocab: int, longest: int, new_tokens: int) -> Generate:
     """A GGUF file through ``llama-cpp-python`` on every core this process may use: the prompt in
     one ``eval`` (llama.cpp splits it into its 512-token micro-batches), then one ``eval`` per
     greedy token, the next token taken from the last position's logits."""
@@ -191,8 +219,8 @@ def _llama_cpp_run(model: Path, prompts: list[int], new_tokens: int, vocab: int)
     threads = len(os.sched_getaffinity(0))
     llm = llama_cpp.Llama(
         str(model),
-        n_ctx=max(prompts) + new_tokens + 1,
-        n_batch=max(prompts),
+        n_ctx=longest + new_tokens + 1,
+        n_batch=longest,
         n_threads=threads,  # the binding's default is half the cores
         n_threads_batch=threads,
         verbose=False,
@@ -202,25 +230,60 @@ def _llama_cpp_run(model: Path, prompts: list[int], new_tokens: int, vocab: int)
         logits = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
         return int(np.ctypeslib.as_array(logits, (llm.n_vocab(),)).argmax())
 
-    rng = np.random.default_rng(0)
-    ttft, tpot = {}, None
-    for index, length in enumerate(prompts):
+    def generate(length: int, new_tokens: int, rng: np.random.Generator) -> dict:
         llm.reset()  # empties the KV cache and the recurrent states
         ids = rng.integers(1, vocab, length).tolist()
         start = time.perf_counter()
         llm.eval(ids)
         token = next_token()
-        ttft[length] = time.perf_counter() - start
-        if index:
-            continue
+        call = {"ttft_s": time.perf_counter() - start}
         steps = []
-        for _ in range(new_tokens):
+        for _ in range(new_tokens - 1):
             start = time.perf_counter()
             llm.eval([token])
             token = next_token()
             steps.append(time.perf_counter() - start)
-        tpot = statistics.median(steps)
-    return {"ttft_s": ttft, "tpot_s": tpot}
+        return call | ({"tpot_s": statistics.median(steps)} if steps else {})
+
+    return generate
+
+
+def _vlm_session(folder: Path, vocab: int, device: dict[str, str], draft_tokens: int = 0) -> Generate:
+    """``openvino_genai.VLMPipeline`` on the vision-language layout, text prompts cut from held-out
+    source to the asked number of tokens; with ``draft_tokens``, the layout's MTP head drafts that
+    many tokens per step (greedy speculative decoding). Both use one scheduler with prefix caching
+    off, which GenAI's drafting needs for the hybrid model's states, so the draft is the only
+    difference. TPOT is the time after the first token over the tokens after it (a verification
+    step yields several); the decode call also reports its text and, drafting, GenAI's draft
+    acceptance rate."""
+    import openvino_genai
+
+    scheduler = openvino_genai.SchedulerConfig()
+    scheduler.enable_prefix_caching = False
+    draft = {"draft_model": openvino_genai.draft_model(str(folder), "CPU", **device)} if draft_tokens else {}
+    pipe = openvino_genai.VLMPipeline(str(folder), "CPU", scheduler_config=scheduler, **device, **draft)
+    tokenizer = pipe.get_tokenizer()
+    corpus = tokenizer.encode(HELDOUT.read_text(), add_special_tokens=False).input_ids.data[0]
+
+    def generate(length: int, new_tokens: int, rng: np.random.Generator) -> dict:
+        offset = int(rng.integers(0, len(corpus) - length))
+        prompt = tokenizer.decode(corpus[offset : offset + length].tolist())
+        config = openvino_genai.GenerationConfig()
+        config.max_new_tokens, config.apply_chat_template, config.ignore_eos = new_tokens, False, True
+        if draft_tokens:
+            config.num_assistant_tokens = draft_tokens
+        result = pipe.generate(prompt, generation_config=config)
+        metrics = result.perf_metrics
+        call = {"ttft_s": metrics.get_ttft().mean / 1000}
+        if new_tokens == 1:
+            return call
+        after_first = (metrics.get_generate_duration().mean - metrics.get_ttft().mean) / 1000
+        call |= {"tpot_s": after_first / (metrics.get_num_generated_tokens() - 1), "text": result.texts[0]}
+        if draft_tokens:
+            call["acceptance"] = result.extended_perf_metrics.get_draft_acceptance_rate()
+        return call
+
+    return generate
 
 
 class _TokenClock:
@@ -239,28 +302,46 @@ class _TokenClock:
 #: ``--runtimes`` names. ``genai`` is LLMPipeline's default backend (continuous batching with paged
 #: attention on CPU); ``genai-sdpa`` asks for its stateful SDPA backend.
 RUNTIMES = {
-    "infer": _infer_request_run,
-    "optimum": _optimum_run,
-    "genai": _genai_run,
-    "genai-sdpa": functools.partial(_genai_run, ATTENTION_BACKEND="SDPA"),
+    "infer": _infer_request_session,
+    "optimum": _optimum_session,
+    "genai": _genai_session,
+    "genai-sdpa": functools.partial(_genai_session, ATTENTION_BACKEND="SDPA"),
 }
 LLAMA_CPP = "llama.cpp"  # the runtime of GGUF rows (``--gguf``)
+VLM = "vlm"  # the runtime of vision-language layout rows (``--mtp``): no draft, then ``vlm-mtp-k<K>``
+#: ``--f32``: exact inference (on AMX/AVX-512 BF16 CPUs the default is bf16 activations, and an
+#: u8 KV cache), for checks such as "drafting gives the same greedy text"
+F32 = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+VLM_TASK = "image-text-to-text"  # the export task that writes that layout (with the MTP head)
 
 
-def measure(model: Path, runtime: str, prompts: list[int], new_tokens: int, config_file: Path) -> dict:
-    """Run one model (IR folder or GGUF file) × runtime in this process (the ``--measure`` child mode)."""
+def vlm_runtime(draft_tokens: int) -> str:
+    """The runtime name of a vision-language row drafting ``draft_tokens`` per step (0: no draft)."""
+    return f"{VLM}-mtp-k{draft_tokens}" if draft_tokens else VLM
+
+
+def measure(
+    model: Path, runtime: str, prompts: list[int], new_tokens: int, config_file: Path, f32: bool = False
+) -> dict:
+    """Run one model (IR folder or GGUF file) × runtime in this process (the ``--measure`` child mode);
+    ``f32``: OpenVINO runtimes compiled with f32 inference and KV cache, not the CPU plugin's defaults."""
+    device = F32 if f32 else {}
     config = json.loads(config_file.read_text())
     vocab = config.get("text_config", config)["vocab_size"]
-    run = _llama_cpp_run if runtime == LLAMA_CPP else RUNTIMES[runtime]
-    run(model, prompts[:1], 2, vocab)  # warm-up: compilation and first-inference allocations
+    if runtime == LLAMA_CPP:
+        generate = _llama_cpp_session(model, vocab, max(prompts), new_tokens)
+    elif runtime.startswith(VLM):
+        generate = _vlm_session(model, vocab, device, int(runtime.removeprefix(VLM).removeprefix("-mtp-k") or 0))
+    else:
+        generate = RUNTIMES[runtime](model, vocab, device)
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak at the fork (Linux
     # carries it across exec), so it could only report the larger of the two.
-    return run(model, prompts, new_tokens, vocab) | {"peak_rss": proc_status()["VmHWM"]}
+    return timed_calls(generate, prompts, new_tokens) | {"peak_rss": proc_status()["VmHWM"]}
 
 
 def _child(model: Path, runtime: str, config_file: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--measure", str(model), "--runtime", runtime, "--config", str(config_file)]
-    cmd += ["--prompts", args.prompts, "--new-tokens", str(args.new_tokens)]
+    cmd += ["--prompts", args.prompts, "--new-tokens", str(args.new_tokens)] + (["--f32"] if args.f32 else [])
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     output = child.stdout.read()
     if child.wait() != 0:
@@ -310,13 +391,17 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, help="use this checkpoint instead of a random one")
     parser.add_argument("--formats", default="fp16,int4", help="plugin exports to measure")
     parser.add_argument("--ir", action="append", default=[], help="NAME=DIR: also measure this IR")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated, from {', '.join(RUNTIMES)}")
+    parser.add_argument(
+        "--runtimes", default=",".join(RUNTIMES), help=f"comma-separated, from {', '.join(RUNTIMES)}; may be empty"
+    )
     parser.add_argument("--prompts", default="128,512,2048", help="prompt lengths for TTFT; TPOT after the first")
-    parser.add_argument("--new-tokens", type=int, default=128, help="decode steps for TPOT")
+    parser.add_argument("--new-tokens", type=int, default=128, help="tokens after the first prompt, for TPOT")
     parser.add_argument("--baseline", help="row name the ratios refer to (default: the first row)")
     parser.add_argument("--quick", action="store_true", help="prompts 128,512 and 32 new tokens")
     parser.add_argument("--gguf", default="", help="llama.cpp rows: comma-separated GGUF types, e.g. Q4_0,F16")
     parser.add_argument("--llama-converter", type=Path, help="llama.cpp's convert_hf_to_gguf.py (with --gguf)")
+    parser.add_argument("--f32", action="store_true", help="OpenVINO runtimes at f32, not the CPU's defaults")
+    parser.add_argument("--mtp", default="", help="VLMPipeline rows without and with k MTP drafts: k list, e.g. 1,2")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--runtime", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -324,11 +409,12 @@ def main() -> int:
     if args.quick:
         args.prompts, args.new_tokens = "128,512", 32
     prompts = [int(length) for length in args.prompts.split(",")]
-    unknown = set(args.runtimes.split(",")) - set(RUNTIMES)
+    runtimes = [name for name in args.runtimes.split(",") if name]  # none: only --gguf/--mtp rows
+    unknown = set(runtimes) - set(RUNTIMES)
     if unknown:
         parser.error(f"unknown runtime(s) {', '.join(sorted(unknown))}: choose from {', '.join(RUNTIMES)}")
     if args.measure:  # child mode: one model, one runtime, JSON on the last line of stdout
-        print(json.dumps(measure(args.measure, args.runtime, prompts, args.new_tokens, args.config)))
+        print(json.dumps(measure(args.measure, args.runtime, prompts, args.new_tokens, args.config, args.f32)))
         return 0
     if args.work_dir is None:
         parser.error("--work-dir is required")
@@ -341,11 +427,24 @@ def main() -> int:
         parser.error(f"--gguf: {missing}")
     if gguf_types and (bad_types := unknown_types(gguf_types)):
         parser.error(f"--gguf: llama.cpp has no type {', '.join(bad_types)} (e.g. Q4_0, Q4_K_M, Q8_0, F16)")
+    try:
+        drafts = [int(k) for k in args.mtp.split(",") if k]
+    except ValueError:
+        parser.error(f"--mtp {args.mtp}: draft token counts are whole numbers, e.g. --mtp 1,2")
+    if any(k < 1 for k in drafts):
+        parser.error(f"--mtp {args.mtp}: draft token counts start at 1")
+    if drafts and not args.checkpoint and args.shape != "0.8B":
+        parser.error("--mtp builds a random 0.8B checkpoint with an MTP head; for other shapes give --checkpoint")
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
-    checkpoint = args.checkpoint or build_checkpoint(args.shape, args.work_dir / f"ckpt-{args.shape}")
+    if args.checkpoint:
+        checkpoint = args.checkpoint
+    elif drafts:  # the composite layout: vision tower, MTP head, a tokenizer for VLMPipeline's text prompts
+        checkpoint = build_0_8b_checkpoint(args.work_dir / "ckpt-0.8B-vl")
+    else:
+        checkpoint = build_checkpoint(args.shape, args.work_dir / f"ckpt-{args.shape}")
     irs = {}
-    for weight_format in args.formats.split(","):
+    for weight_format in args.formats.split(",") if runtimes else []:  # none: only --gguf/--mtp rows
         ir = args.work_dir / f"ir-{weight_format}"
         if not (ir / "openvino_model.xml").is_file():
             print(f"exporting {weight_format} ...", flush=True)
@@ -355,6 +454,16 @@ def main() -> int:
                 return 1
         irs[f"plugin-{weight_format}"] = ir
     irs |= {name: Path(folder) for name, folder in (spec.split("=", 1) for spec in args.ir)}
+    vlm_irs = {}
+    for weight_format in args.formats.split(",") if drafts else []:
+        ir = args.work_dir / f"ir-vl-{weight_format}"
+        if not (ir / "openvino_language_model.xml").is_file():
+            print(f"exporting {weight_format} as the vision-language layout ...", flush=True)
+            result = run_export(sys.executable, None, checkpoint, ir, weight_format, VLM_TASK, keep=True)
+            if not result["ok"]:
+                print(f"export failed, see {result['log']}")
+                return 1
+        vlm_irs[f"plugin-vl-{weight_format}"] = ir
     ggufs = {}
     for gguf_type in gguf_types:
         print(f"converting to GGUF {gguf_type} ...", flush=True)
@@ -367,9 +476,14 @@ def main() -> int:
     runs = [
         (f"{name}/{runtime}", ir, runtime, ir / "openvino_model.bin", ir / "config.json")
         for name, ir in irs.items()
-        for runtime in args.runtimes.split(",")
+        for runtime in runtimes
     ]
     runs += [(name, gguf, LLAMA_CPP, gguf, checkpoint / "config.json") for name, gguf in ggufs.items()]
+    runs += [
+        (f"{name}/{vlm_runtime(k)}", ir, vlm_runtime(k), ir / "openvino_language_model.bin", ir / "config.json")
+        for name, ir in vlm_irs.items()
+        for k in (0, *drafts)
+    ]
     rows = []
     for name, model, runtime, weights, config_file in runs:
         floor_ms = 1000 * bytes_per_token(weights, config_file, context) / bandwidth
@@ -379,20 +493,26 @@ def main() -> int:
     baseline = next((row for row in rows if row["name"] == args.baseline), rows[0])
 
     print(f"\nratios: baseline / row, so > 1 means faster than {baseline['name']}")
-    header = "".join(f"{f'TTFT {n}':>14}" for n in prompts) + f"{'TPOT ms':>10}{'floor ms':>10}{'TPOT/floor':>11}"
+    header = f"{f'cold TTFT {prompts[0]}':>16}" + "".join(f"{f'TTFT {n}':>14}" for n in prompts)
+    header += f"{'TPOT ms':>15}{'floor ms':>10}{'TPOT/floor':>11}"
     width = max(len(row["name"]) for row in rows) + 2
-    print(f"{'row':<{width}}{header}{'peak RSS':>10}")
+    print(f"{'row':<{width}}{header}{'peak RSS':>10}{'accepted':>10}")
+
+    def cell(seconds: float, baseline_seconds: float | None, unit: str = "s", scale: float = 1) -> str:
+        ratio = baseline_seconds / seconds if baseline_seconds else float("nan")
+        return f"{scale * seconds:>8.{1 if scale > 1 else 2}f}{unit} {ratio:>4.2f}x"
+
     for row in rows:
         if "error" in row:
             print(f"{row['name']:<{width}}failed: {row['error']}")
             continue
-        cells = ""
+        cells = f"  {cell(row['cold_ttft_s'], baseline.get('cold_ttft_s'))}"
         for length in prompts:
-            ratio = baseline["ttft_s"][length] / row["ttft_s"][length] if "ttft_s" in baseline else float("nan")
-            cells += f"{row['ttft_s'][length]:>8.2f}s {ratio:>4.2f}x"
-        tpot_ms = 1000 * row["tpot_s"]
-        cells += f"{tpot_ms:>10.1f}{row['floor_ms']:>10.1f}{tpot_ms / row['floor_ms']:>10.2f}x"
-        print(f"{row['name']:<{width}}{cells}{row['peak_rss'] / 1e9:>8.2f}GB", flush=True)
+            cells += cell(row["ttft_s"][length], baseline.get("ttft_s", {}).get(length))
+        cells += f"{cell(row['tpot_s'], baseline.get('tpot_s'), 'ms', 1000):>15}"
+        cells += f"{row['floor_ms']:>10.1f}{1000 * row['tpot_s'] / row['floor_ms']:>10.2f}x"
+        accepted = f"{row['acceptance']:>10.3f}" if "acceptance" in row else ""
+        print(f"{row['name']:<{width}}{cells}{row['peak_rss'] / 1e9:>8.2f}GB{accepted}", flush=True)
     result = {"shape": args.shape, "prompts": prompts, "new_tokens": args.new_tokens, "bandwidth": bandwidth}
     result["bandwidth_probes"] = probes
     (args.work_dir / "bench.json").write_text(json.dumps(result | {"rows": rows}, indent=2))

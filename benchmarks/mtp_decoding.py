@@ -8,12 +8,14 @@ Two measurements, each relative to a baseline taken in the same run:
    hybrid model). Reports GenAI's draft acceptance rate and decode tokens/s (generated tokens
    over the time after the first token) relative to the plain pipeline; checks the texts agree.
 2. ``0.8b``: a random-weight checkpoint of the real Qwen3.5-0.8B composite shape (vision tower
-   and MTP head included) exported as the INT4 layout; the median time of one language-model
+   and MTP head included) exported as the INT4 layout; the time of one language-model
    verification step of 1..5 tokens and of one MTP draft step (bare ``InferRequest``s after a
-   128-token prefill), and the decode speed-up they predict for k drafts at acceptance ``a``:
+   128-token prefill, the fastest of 31 round-robin repeats), and the decode speed-up they
+   predict for k drafts at acceptance ``a``:
    ``(1 + k·a) · verify(1) / (k · draft + verify(k + 1))`` tokens per unit of plain decode time,
-   at the acceptance measured in part 1 and over a range (the public Qwen3.5-4B INT4 iGPU figure
-   is +9–11 % at k = 2–3).
+   at the acceptance measured in part 1 and at the ``--acceptance`` rates (default 0.33, the
+   trained reference's at k = 1; 0.6; 0.88, llama.cpp's public figure for Qwen3.6-35B-A3B at one
+   draft token). Compiled with the CPU plugin's defaults, as users run it.
 
     python benchmarks/mtp_decoding.py --work-dir /tmp/q35-mtp [--parts reference,0.8b] [--json out.json]
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -99,8 +102,15 @@ def reference_part(work: Path, max_new_tokens: int = 64) -> dict:
     return rows
 
 
+#: The trained reference's tokenizer files, copied into random checkpoints so that pipelines taking
+#: text (``VLMPipeline``) can run them; its 4096 ids are a subset of the real vocabulary, and the
+#: detokenizer skips ids it does not know.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json")
+
+
 def build_0_8b_checkpoint(path: Path) -> Path:
-    """A random composite checkpoint of the real Qwen3.5-0.8B config (vision tower, MTP head), bf16."""
+    """A random composite checkpoint of the real Qwen3.5-0.8B config (vision tower, MTP head), bf16,
+    with the trained reference's tokenizer."""
     if (path / "config.json").is_file():
         return path
     sys.path.insert(0, str(REPO / "tests"))
@@ -124,7 +134,9 @@ def build_0_8b_checkpoint(path: Path) -> Path:
     tensors |= {name: t.to(torch.bfloat16) for name, t in _mtp_tensors(config_dict["text_config"], generator).items()}
     path.mkdir(parents=True)
     write_hub_shards(path, tensors, shards=1)
-    (path / "config.json").write_text(json.dumps(config_dict, indent=2))
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(REFERENCE / name, path / name)
+    (path / "config.json").write_text(json.dumps(config_dict, indent=2))  # last: marks the folder complete
     return path
 
 
@@ -132,17 +144,6 @@ def _timed(request, feed: dict) -> float:
     start = time.perf_counter()
     request.infer(feed)
     return time.perf_counter() - start
-
-
-def _median_ms(request, feed: dict, prefill: dict, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        request.reset_state()
-        request.infer(prefill)
-        start = time.perf_counter()
-        request.infer(feed)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
 
 
 def lm_head_only(core, folder: Path, hidden: int):
@@ -192,16 +193,35 @@ def shape_part(work: Path, prompt: int = 128, repeats: int = 31) -> dict:
             "beam_idx": np.zeros(1, np.int32),
         }
 
-    verify = {n: _median_ms(language, lm_step(prompt, n), lm_step(0, prompt), repeats) for n in range(1, 6)}
+    # Round-robin: each repeat prefills once, then verifies 1, 2, ... 5 tokens in turn (the context
+    # grows from 128 to 138 tokens: no measurable difference), then one draft step; so load from
+    # other processes on a shared machine falls on every step kind alike, not on one of them.
     head_feed = {"last_hidden_state": rng.standard_normal((1, 1, hidden), dtype=np.float32)}
-    head_ms = 1000 * float(np.median([_timed(head, head_feed) for _ in range(repeats)]))
-    draft = _median_ms(mtp, mtp_step(prompt, 1), mtp_step(0, prompt), repeats) + head_ms
-    print(f"\nQwen3.5-0.8B shape, INT4 layout, after a {prompt}-token prefill (median of {repeats})")
-    print(f"{'step':<22}{'vs one-token decode':>20}")
-    for n, ms in verify.items():
-        print(f"{'verify ' + str(n) + ' token(s)':<22}{ms / verify[1]:20.3f}")
-    print(f"{'MTP draft + lm_head':<22}{draft / verify[1]:20.3f}")
-    return {"verify_ms": verify, "draft_ms": draft}
+    times = {n: [] for n in (*range(1, 6), "mtp", "head")}
+    for _ in range(repeats):
+        language.reset_state()
+        language.infer(lm_step(0, prompt))
+        past = prompt
+        for n in range(1, 6):
+            times[n].append(_timed(language, lm_step(past, n)))
+            past += n
+        mtp.reset_state()
+        mtp.infer(mtp_step(0, prompt))
+        times["mtp"].append(_timed(mtp, mtp_step(prompt, 1)))
+        times["head"].append(_timed(head, head_feed))
+    # The fastest of the repeats is what a step costs when the cores are free (other processes only
+    # ever add time); the median is printed next to it to show how loaded the machine was.
+    fastest = {kind: 1000 * min(seconds) for kind, seconds in times.items()}
+    median = {kind: 1000 * float(np.median(seconds)) for kind, seconds in times.items()}
+    verify = {n: fastest[n] for n in range(1, 6)}
+    draft = fastest["mtp"] + fastest["head"]
+    print(f"\nQwen3.5-0.8B shape, INT4 layout, after a {prompt}-token prefill (fastest and median of {repeats})")
+    print(f"{'step':<22}{'fastest ms':>11}{'vs one-token decode':>21}{'median ms':>11}{'vs one-token':>14}")
+    rows = {f"verify {n} token(s)": (verify[n], median[n]) for n in verify}
+    rows["MTP draft + lm_head"] = (draft, median["mtp"] + median["head"])
+    for name, (best, middle) in rows.items():
+        print(f"{name:<22}{best:11.1f}{best / verify[1]:21.3f}{middle:11.1f}{middle / median[1]:14.3f}")
+    return {"verify_ms": verify, "draft_ms": draft, "fastest_ms": fastest, "median_ms": median}
 
 
 def speedup(costs: dict, k: int, acceptance: float) -> float:
@@ -215,6 +235,12 @@ def main() -> None:
     parser.add_argument("--work-dir", default="q35-mtp")
     parser.add_argument("--parts", default="reference,0.8b")
     parser.add_argument("--json")
+    parser.add_argument(
+        "--acceptance",
+        default="0.33,0.6,0.88",
+        help="acceptance rates to predict the 0.8B speed-up at (default: the trained reference's at k = 1, "
+        "a middle one, llama.cpp's public figure for Qwen3.6-35B-A3B at k = 1)",
+    )
     args = parser.parse_args()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -227,7 +253,7 @@ def main() -> None:
         measured = {k: float(np.mean(result["reference"][f"mtp-k{k}"]["acceptance"])) for k in DRAFTS} if (
             "reference" in result
         ) else {}  # fmt: skip
-        grid = (0.3, 0.5, 0.7, 0.9)
+        grid = [float(a) for a in args.acceptance.split(",")]
         print("\nPredicted 0.8B decode speed-up (INT4, this CPU) at acceptance a, k drafts per step")
         print(f"{'k':<4}{'a measured':>12}{'at measured':>13}" + "".join(f"{'a=' + str(a):>9}" for a in grid))
         for k in DRAFTS:
