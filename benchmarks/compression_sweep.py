@@ -6,15 +6,17 @@ Each row of :data:`ROWS` compresses one uncompressed plugin IR the way the plugi
 set in the ignored scope and ``all_layers`` (the tables are done), then the INT8 pass of
 ``mixed_precision.py`` for that set — with the row's group size, symmetry, INT8 set and
 vocabulary precision instead of the policy's. Every row is scored like ``optimum-qwen35 eval``:
-the same consecutive windows (the whole file unless ``--max-windows``), OpenVINO f32 inference,
-the cached HF float32 scores and the paired bootstrap interval. ``0.8B MB`` is the size the row's
-IR would have on the Qwen3.5-0.8B shape, computed from the per-weight precisions (see
+the same consecutive windows (the whole file unless ``--max-windows``), OpenVINO f32 inference
+(``--device-config f32,default`` scores each row also with the CPU plugin's defaults, as
+``optimum-qwen35 eval --device-config default`` does), the cached HF float32 scores and the
+paired bootstrap interval. ``0.8B MB`` is the size the row's IR would have on the Qwen3.5-0.8B
+shape, computed from the per-weight precisions (see
 :func:`estimated_bytes`; the plugin's ``--weight-format int4`` gives 646 MB there, the policy
 before issue #14, row ``down8-g128``, 649 MB).
 
     python benchmarks/compression_sweep.py CHECKPOINT --text heldout.txt \\
         [--rows attn8-ends8-g32,down8-g128] [--max-windows 24] [--json sweep.json] [--work-dir DIR] \\
-        [--check-policy 8]
+        [--device-config f32,default] [--check-policy 8]
 
 ``--check-policy N`` also exports ``--weight-format int4`` with the plugin (what
 ``optimum-qwen35 eval --variants int4`` scores) and compares it with row :data:`DEFAULT_ROW` on N
@@ -50,7 +52,7 @@ from optimum_qwen35.compression.policy import (
 )
 from optimum_qwen35.evaluation.bootstrap import RESAMPLES, SEED, paired_bootstrap
 from optimum_qwen35.evaluation.cache import cached_score_hf, default_cache_dir
-from optimum_qwen35.evaluation.perplexity import ir_size_mb, score_ir, select_windows, windows_at
+from optimum_qwen35.evaluation.perplexity import DEVICE_CONFIGS, ir_size_mb, score_ir, select_windows, windows_at
 from optimum_qwen35.evaluation.variants import export_variant
 
 # Weight groups, as regexes over the IR's weight-op names (``__module.model.layers.3.self_attn.q_proj/...``).
@@ -114,6 +116,10 @@ ROWS: dict[str, Row] = {
     "attn8-ends8-shared8-g32":  Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS, SHARED_EXPERT), group_size=32),
     # The default with symmetric INT4.
     "attn8-ends8-g32-sym": Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=32, sym=True),
+    # Issue #21, by kernel speed: INT8 per channel streams its bytes 2-3x faster than INT4 g32 on AMX
+    # (fc_formats.py), so more INT8 may decode faster. mlp8: the dense MLP INT8 too (MoE: routed experts INT4).
+    "attn8-g32-sym":     Row(int8=(*DOWN8, ATTENTION), group_size=32, sym=True),
+    "mlp8-g32":          Row(int8=(*DOWN8, ATTENTION, GATE_UP), group_size=32),
 }
 # fmt: on
 #: The row ``--weight-format int4`` is (optimum_qwen35/compression/policy.py).
@@ -280,6 +286,12 @@ def main() -> int:
     parser.add_argument("--cache-dir", help="HF float32 score cache (default: optimum-qwen35 eval's)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument(
+        "--device-config",
+        default="f32",
+        help=f"comma-separated OpenVINO compile options to score each row with: {', '.join(DEVICE_CONFIGS)} "
+        "(as optimum-qwen35 eval --device-config)",
+    )
+    parser.add_argument(
         "--check-policy", type=int, metavar="N", help=f"compare row {DEFAULT_ROW} with the plugin's int4 on N windows"
     )
     args = parser.parse_args()
@@ -287,6 +299,9 @@ def main() -> int:
     unknown = [name for name in names if name not in ROWS]
     if unknown:
         parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    device_configs = args.device_config.split(",")
+    if any(choice not in DEVICE_CONFIGS for choice in device_configs):
+        parser.error(f"--device-config takes {', '.join(DEVICE_CONFIGS)} (comma-separated), got {args.device_config}")
 
     checkpoint = Path(args.checkpoint)
     work = Path(args.work_dir or f"/tmp/compression-sweep-{checkpoint.name}")
@@ -328,20 +343,24 @@ def main() -> int:
         row, folder = ROWS[name], work / name
         started = time.perf_counter()
         _save(compress(fp32_ir, row), fp32_ir, folder)
-        scores = score_ir(folder, windows, desc=name)
-        difference = paired_bootstrap(scores.window_nll, reference.window_nll, window_tokens)
-        result = {"row": name, "int8_kept": _int8_label(row, bool(text_config.get("num_experts"))), **asdict(row)}
-        result |= {"perplexity": scores.perplexity, **asdict(difference), "top1": scores.agreement(reference)}
-        result |= {"size_mb": ir_size_mb(folder), "size_0_8b_mb": estimated_bytes(row, shape_0_8b) / 1e6}
-        if not text_config.get("num_experts"):  # the estimate's own check: this checkpoint's shape
-            result["size_estimate_mb"] = estimated_bytes(row, text_config) / 1e6
-        result["seconds"] = round(time.perf_counter() - started, 1)
-        result["window_nll"] = scores.window_nll.tolist()  # [W]: rows can be compared with each other, paired
-        rows.append(result)
-        print(f"{name}: {result['delta_pct']:+.3f} % in {result['seconds']:.0f} s", flush=True)
-        if args.json:  # after every row, so a stopped run keeps what it measured
-            _write_json(args, checkpoint, ids, indices, reference, rows)
-    _print_table(rows, {"perplexity": reference.perplexity})
+        for device_config in device_configs:
+            scores = score_ir(folder, windows, desc=f"{name} {device_config}", device_config=device_config)
+            difference = paired_bootstrap(scores.window_nll, reference.window_nll, window_tokens)
+            result = {"row": name, "device_config": device_config, **asdict(row)}
+            result["int8_kept"] = _int8_label(row, bool(text_config.get("num_experts")))
+            result |= {"perplexity": scores.perplexity, **asdict(difference), "top1": scores.agreement(reference)}
+            result |= {"size_mb": ir_size_mb(folder), "size_0_8b_mb": estimated_bytes(row, shape_0_8b) / 1e6}
+            if not text_config.get("num_experts"):  # the estimate's own check: this checkpoint's shape
+                result["size_estimate_mb"] = estimated_bytes(row, text_config) / 1e6
+            result["seconds"] = round(time.perf_counter() - started, 1)
+            result["window_nll"] = scores.window_nll.tolist()  # [W]: rows can be compared with each other, paired
+            rows.append(result)
+            print(f"{name} ({device_config}): {result['delta_pct']:+.3f} % after {result['seconds']:.0f} s", flush=True)
+            if args.json:  # after every row, so a stopped run keeps what it measured
+                _write_json(args, checkpoint, ids, indices, reference, rows)
+    for device_config in device_configs:
+        print(f"\nOpenVINO device config: {device_config}")
+        _print_table([r for r in rows if r["device_config"] == device_config], {"perplexity": reference.perplexity})
     if args.json:
         print(f"wrote {args.json}")
     return 0
