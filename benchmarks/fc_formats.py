@@ -51,13 +51,13 @@ def _grouped(mode: nncf.CompressWeightsMode, group_size: int) -> dict:
     return dict(mode=mode, group_size=group_size, ratio=1.0, all_layers=True)
 
 
-#: name → how the weight is stored: "f16", or ``nncf.compress_weights`` arguments. Every mode of
+#: name → how the weight is stored: None (f32), "f16", or ``nncf.compress_weights`` arguments. Every mode of
 #: NNCF 3.4's ``CompressWeightsMode`` that is at most 8 bits and needs no data: INT8/INT4 asym and
 #: sym (INT4 at group 32/64/128 and per channel), NF4, E2M1 with an f16 scale (``fp4``), MXFP4
 #: (E2M1 + E8M0 scale, group 32 only), NVFP4 (E2M1 + E4M3 scale, group 16 only), the fixed 4-bit
 #: codebook CB4, MXFP8 and FP8 E4M3. Not here: ``codebook`` (needs a user codebook; CB4 is its
 #: built-in case), ``adaptive_codebook`` (needs a dataset), ``int3_sym``/``int2_sym`` (below 4 bits).
-FORMATS: dict[str, dict | str] = {
+FORMATS: dict[str, dict | str | None] = {
     "f16": "f16",
     "int8_asym": dict(mode=Mode.INT8_ASYM),
     "int8_sym": dict(mode=Mode.INT8_SYM),
@@ -76,6 +76,8 @@ FORMATS: dict[str, dict | str] = {
     "mxfp8_e4m3_g32": _grouped(Mode.MXFP8_E4M3, 32),
     "fp8_e4m3_cw": _grouped(Mode.FP8_E4M3, -1),
 }
+#: Not in the default list: f32 weights (twice f16's bytes; for prefill comparisons).
+OPTIONAL_FORMATS: dict[str, None] = {"f32": None}
 
 
 def projections(config_file: Path) -> dict[str, tuple[int, int]]:
@@ -100,14 +102,15 @@ def projections(config_file: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def build(weights: np.ndarray, tokens: int, storage: dict | str) -> ov.Model:
+def build(weights: np.ndarray, tokens: int, storage: dict | str | None) -> ov.Model:
     """The one-MatMul model ``[1, tokens, K] → [1, tokens, N]`` with ``weights [N, K]`` stored as asked."""
     x = ops.parameter([1, tokens, weights.shape[1]], ov.Type.f32, name="x")
     model = ov.Model([ops.matmul(x, ops.constant(weights, shared_memory=True), False, True)], [x])
     if storage == "f16":
         compress_model_transformation(model)
-        return model
-    return nncf.compress_weights(model, **storage)
+    elif storage is not None:
+        model = nncf.compress_weights(model, **storage)
+    return model
 
 
 def weight_bytes(model: ov.Model) -> int:
@@ -187,7 +190,7 @@ def measure(
         for name in chunk:
             row = {"format": name}
             try:
-                model = build(weights, tokens, FORMATS[name])
+                model = build(weights, tokens, {**FORMATS, **OPTIONAL_FORMATS}[name])
             except Exception as error:  # noqa: BLE001 - reported in the table, the other formats go on
                 info[name] = row | {"path": "NNCF refuses", "error": f"{type(error).__name__}: {error}"}
                 continue
@@ -231,7 +234,8 @@ def main() -> None:
     shapes = projections(args.config)
     names = args.projections.split(",") if args.projections else list(shapes)
     formats = args.formats.split(",")
-    unknown = [name for name in names if name not in shapes] + [name for name in formats if name not in FORMATS]
+    known = FORMATS | OPTIONAL_FORMATS
+    unknown = [name for name in names if name not in shapes] + [name for name in formats if name not in known]
     if unknown:
         parser.error(f"unknown projection(s)/format(s) {', '.join(unknown)}; projections: {', '.join(shapes)}")
     if args.group < 2:
