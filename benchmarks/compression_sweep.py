@@ -40,7 +40,7 @@ from optimum.intel.openvino.configuration import OVWeightQuantizationConfig
 from transformers import AutoTokenizer
 
 import optimum_qwen35
-from optimum_qwen35.compression.embedding import compress_vocabulary_tables
+from optimum_qwen35.compression.embedding import compress_vocabulary_tables, lm_head_constant
 from optimum_qwen35.compression.hooks import scoped_to, with_all_layers
 from optimum_qwen35.compression.mixed_precision import compress_int8
 from optimum_qwen35.compression.policy import (
@@ -54,6 +54,7 @@ from optimum_qwen35.evaluation.bootstrap import RESAMPLES, SEED, paired_bootstra
 from optimum_qwen35.evaluation.cache import cached_score_hf, default_cache_dir
 from optimum_qwen35.evaluation.perplexity import DEVICE_CONFIGS, ir_size_mb, score_ir, select_windows, windows_at
 from optimum_qwen35.evaluation.variants import export_variant
+from optimum_qwen35.runtime import lm_head
 
 # Weight groups, as regexes over the IR's weight-op names (``__module.model.layers.3.self_attn.q_proj/...``).
 GDN = LINEAR_ATTENTION_PROJECTIONS  # Gated DeltaNet in_proj_qkv/z/a/b, out_proj: INT8 in every row
@@ -78,7 +79,9 @@ class Row:
     int8: tuple[str, ...] = DOWN8
     group_size: int = 128
     sym: bool = False
-    vocabulary: str = "int8"  # embedding/lm_head: "int8" (per row, as the policy) or "int4" (row's INT4)
+    #: embedding/lm_head: "int8" (per row, as the policy), "int4" (row's INT4), or "lm_head4": the
+    #: embedding INT8 and the lm_head untied from it in the IR and given the row's INT4 (issue #21)
+    vocabulary: str = "int8"
 
 
 # fmt: off
@@ -109,6 +112,9 @@ ROWS: dict[str, Row] = {
     "vocab4-g128":       Row(vocabulary="int4"),
     "vocab4-g64":        Row(group_size=64, vocabulary="int4"),
     "vocab4-g32":        Row(group_size=32, vocabulary="int4"),
+    # The default with its lm_head untied and INT4 (the embedding Gather reads one row per token: INT8 stays).
+    "lmhead4-g32":       Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=32, vocabulary="lm_head4"),
+    "lmhead4-g128":      Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=128, vocabulary="lm_head4"),
     # MoE only: routers in INT4, or the whole shared expert in INT8 (old default, then the default).
     "routers4-g128":     Row(int8=(GDN, DOWN)),
     "shared8-g128":      Row(int8=(*DOWN8, SHARED_EXPERT)),
@@ -145,9 +151,13 @@ def compress(fp32_ir: Path, row: Row) -> ov.Model:
     # dropped (NNCF refuses ignored-scope patterns that match nothing; routers exist only in MoE).
     config = scoped_to(model, with_never_compressed(config))
     patterns = [p for p in resolved(row.int8, layers) if p in config["ignored_scope"]["patterns"]]
-    if row.vocabulary == "int8":
+    if row.vocabulary in ("int8", "lm_head4"):
+        head, table = lm_head(model), lm_head_constant(model)
+        f32_table = table.get_data().astype(np.float32) if row.vocabulary == "lm_head4" else None
         compress_vocabulary_tables(model, nncf.CompressWeightsMode.INT8_ASYM)
         config = with_all_layers(config)
+        if f32_table is not None:  # its own f32 copy: the INT4 pass (all_layers) compresses it
+            head.input(1).replace_source_output(ov.opset13.constant(f32_table).output(0))
     else:  # NNCF compresses the tables with the INT4 mode only under all_layers
         config["all_layers"] = True
     arguments = OVWeightQuantizationConfig.from_dict(config).to_nncf_dict()
@@ -235,8 +245,13 @@ def estimated_bytes(row: Row, text_config: dict) -> float:
     int8 = resolved(row.int8, len(_layer_types(text_config)))
     for name, rows, channels in weight_matrices(text_config):
         vocabulary = "embed_tokens" in name or name.startswith("lm_head")
-        int4 = row.vocabulary == "int4" if vocabulary else not any(re.match(p, name) for p in int8)
+        if vocabulary and row.vocabulary == "lm_head4":
+            int4 = name.startswith("lm_head")
+        else:
+            int4 = row.vocabulary == "int4" if vocabulary else not any(re.match(p, name) for p in int8)
         total += matrix_bytes(rows, channels, int4, row.group_size, row.sym)
+    if row.vocabulary == "lm_head4" and text_config.get("tie_word_embeddings", True):  # the untied copy
+        total += matrix_bytes(text_config["vocab_size"], text_config["hidden_size"], True, row.group_size, row.sym)
     return total
 
 
@@ -247,7 +262,8 @@ def _text_config(path: Path) -> dict:
 
 def _int8_label(row: Row, moe: bool) -> str:
     groups = [p for p in row.int8 if moe or p not in (ROUTERS, SHARED_EXPERT)]  # as compress() drops them
-    return "+".join(GROUP_NAMES[p] for p in groups) + (", vocab INT4" if row.vocabulary == "int4" else "")
+    vocabulary = {"int8": "", "int4": ", vocab INT4", "lm_head4": ", lm_head INT4"}[row.vocabulary]
+    return "+".join(GROUP_NAMES[p] for p in groups) + vocabulary
 
 
 def _print_table(rows: list[dict], reference: dict) -> None:
