@@ -6,15 +6,17 @@ Each row of :data:`ROWS` compresses one uncompressed plugin IR the way the plugi
 set in the ignored scope and ``all_layers`` (the tables are done), then the INT8 pass of
 ``mixed_precision.py`` for that set — with the row's group size, symmetry, INT8 set and
 vocabulary precision instead of the policy's. Every row is scored like ``optimum-qwen35 eval``:
-the same consecutive windows (the whole file unless ``--max-windows``), OpenVINO f32 inference,
-the cached HF float32 scores and the paired bootstrap interval. ``0.8B MB`` is the size the row's
-IR would have on the Qwen3.5-0.8B shape, computed from the per-weight precisions (see
+the same consecutive windows (the whole file unless ``--max-windows``), OpenVINO f32 inference
+(``--device-config f32,default`` scores each row also with the CPU plugin's defaults, as
+``optimum-qwen35 eval --device-config default`` does), the cached HF float32 scores and the
+paired bootstrap interval. ``0.8B MB`` is the size the row's IR would have on the Qwen3.5-0.8B
+shape, computed from the per-weight precisions (see
 :func:`estimated_bytes`; the plugin's ``--weight-format int4`` gives 646 MB there, the policy
 before issue #14, row ``down8-g128``, 649 MB).
 
     python benchmarks/compression_sweep.py CHECKPOINT --text heldout.txt \\
         [--rows attn8-ends8-g32,down8-g128] [--max-windows 24] [--json sweep.json] [--work-dir DIR] \\
-        [--check-policy 8]
+        [--device-config f32,default] [--check-policy 8]
 
 ``--check-policy N`` also exports ``--weight-format int4`` with the plugin (what
 ``optimum-qwen35 eval --variants int4`` scores) and compares it with row :data:`DEFAULT_ROW` on N
@@ -38,7 +40,7 @@ from optimum.intel.openvino.configuration import OVWeightQuantizationConfig
 from transformers import AutoTokenizer
 
 import optimum_qwen35
-from optimum_qwen35.compression.embedding import compress_vocabulary_tables
+from optimum_qwen35.compression.embedding import compress_vocabulary_tables, lm_head_constant
 from optimum_qwen35.compression.hooks import scoped_to, with_all_layers
 from optimum_qwen35.compression.mixed_precision import compress_int8
 from optimum_qwen35.compression.policy import (
@@ -50,8 +52,9 @@ from optimum_qwen35.compression.policy import (
 )
 from optimum_qwen35.evaluation.bootstrap import RESAMPLES, SEED, paired_bootstrap
 from optimum_qwen35.evaluation.cache import cached_score_hf, default_cache_dir
-from optimum_qwen35.evaluation.perplexity import ir_size_mb, score_ir, select_windows, windows_at
+from optimum_qwen35.evaluation.perplexity import DEVICE_CONFIGS, ir_size_mb, score_ir, select_windows, windows_at
 from optimum_qwen35.evaluation.variants import export_variant
+from optimum_qwen35.runtime import lm_head
 
 # Weight groups, as regexes over the IR's weight-op names (``__module.model.layers.3.self_attn.q_proj/...``).
 GDN = LINEAR_ATTENTION_PROJECTIONS  # Gated DeltaNet in_proj_qkv/z/a/b, out_proj: INT8 in every row
@@ -76,7 +79,9 @@ class Row:
     int8: tuple[str, ...] = DOWN8
     group_size: int = 128
     sym: bool = False
-    vocabulary: str = "int8"  # embedding/lm_head: "int8" (per row, as the policy) or "int4" (row's INT4)
+    #: embedding/lm_head: "int8" (per row, as the policy), "int4" (row's INT4), or "lm_head4": the
+    #: embedding INT8 and the lm_head untied from it in the IR and given the row's INT4 (issue #21)
+    vocabulary: str = "int8"
 
 
 # fmt: off
@@ -107,6 +112,9 @@ ROWS: dict[str, Row] = {
     "vocab4-g128":       Row(vocabulary="int4"),
     "vocab4-g64":        Row(group_size=64, vocabulary="int4"),
     "vocab4-g32":        Row(group_size=32, vocabulary="int4"),
+    # The default with its lm_head untied and INT4 (the embedding Gather reads one row per token: INT8 stays).
+    "lmhead4-g32":       Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=32, vocabulary="lm_head4"),
+    "lmhead4-g128":      Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=128, vocabulary="lm_head4"),
     # MoE only: routers in INT4, or the whole shared expert in INT8 (old default, then the default).
     "routers4-g128":     Row(int8=(GDN, DOWN)),
     "shared8-g128":      Row(int8=(*DOWN8, SHARED_EXPERT)),
@@ -114,6 +122,9 @@ ROWS: dict[str, Row] = {
     "attn8-ends8-shared8-g32":  Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS, SHARED_EXPERT), group_size=32),
     # The default with symmetric INT4.
     "attn8-ends8-g32-sym": Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=32, sym=True),
+    # Issue #21, by kernel speed: INT4 takes 0.7-1.0x INT8's time per projection on AMX for half the
+    # bytes (fc_formats.py), so more INT8 costs little time. mlp8: the dense MLP INT8 too (MoE: routed experts INT4).
+    "mlp8-g32":          Row(int8=(*DOWN8, ATTENTION, GATE_UP), group_size=32),
 }
 # fmt: on
 #: The row ``--weight-format int4`` is (optimum_qwen35/compression/policy.py).
@@ -140,9 +151,13 @@ def compress(fp32_ir: Path, row: Row) -> ov.Model:
     # dropped (NNCF refuses ignored-scope patterns that match nothing; routers exist only in MoE).
     config = scoped_to(model, with_never_compressed(config))
     patterns = [p for p in resolved(row.int8, layers) if p in config["ignored_scope"]["patterns"]]
-    if row.vocabulary == "int8":
+    if row.vocabulary in ("int8", "lm_head4"):
+        head, table = lm_head(model), lm_head_constant(model)
+        f32_table = table.get_data().astype(np.float32) if row.vocabulary == "lm_head4" else None
         compress_vocabulary_tables(model, nncf.CompressWeightsMode.INT8_ASYM)
         config = with_all_layers(config)
+        if f32_table is not None:  # its own f32 copy: the INT4 pass (all_layers) compresses it
+            head.input(1).replace_source_output(ov.opset13.constant(f32_table).output(0))
     else:  # NNCF compresses the tables with the INT4 mode only under all_layers
         config["all_layers"] = True
     arguments = OVWeightQuantizationConfig.from_dict(config).to_nncf_dict()
@@ -230,8 +245,13 @@ def estimated_bytes(row: Row, text_config: dict) -> float:
     int8 = resolved(row.int8, len(_layer_types(text_config)))
     for name, rows, channels in weight_matrices(text_config):
         vocabulary = "embed_tokens" in name or name.startswith("lm_head")
-        int4 = row.vocabulary == "int4" if vocabulary else not any(re.match(p, name) for p in int8)
+        if vocabulary and row.vocabulary == "lm_head4":
+            int4 = name.startswith("lm_head")
+        else:
+            int4 = row.vocabulary == "int4" if vocabulary else not any(re.match(p, name) for p in int8)
         total += matrix_bytes(rows, channels, int4, row.group_size, row.sym)
+    if row.vocabulary == "lm_head4" and text_config.get("tie_word_embeddings", True):  # the untied copy
+        total += matrix_bytes(text_config["vocab_size"], text_config["hidden_size"], True, row.group_size, row.sym)
     return total
 
 
@@ -242,7 +262,8 @@ def _text_config(path: Path) -> dict:
 
 def _int8_label(row: Row, moe: bool) -> str:
     groups = [p for p in row.int8 if moe or p not in (ROUTERS, SHARED_EXPERT)]  # as compress() drops them
-    return "+".join(GROUP_NAMES[p] for p in groups) + (", vocab INT4" if row.vocabulary == "int4" else "")
+    vocabulary = {"int8": "", "int4": ", vocab INT4", "lm_head4": ", lm_head INT4"}[row.vocabulary]
+    return "+".join(GROUP_NAMES[p] for p in groups) + vocabulary
 
 
 def _print_table(rows: list[dict], reference: dict) -> None:
@@ -280,6 +301,12 @@ def main() -> int:
     parser.add_argument("--cache-dir", help="HF float32 score cache (default: optimum-qwen35 eval's)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument(
+        "--device-config",
+        default="f32",
+        help=f"comma-separated OpenVINO compile options to score each row with: {', '.join(DEVICE_CONFIGS)} "
+        "(as optimum-qwen35 eval --device-config)",
+    )
+    parser.add_argument(
         "--check-policy", type=int, metavar="N", help=f"compare row {DEFAULT_ROW} with the plugin's int4 on N windows"
     )
     args = parser.parse_args()
@@ -287,6 +314,9 @@ def main() -> int:
     unknown = [name for name in names if name not in ROWS]
     if unknown:
         parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    device_configs = args.device_config.split(",")
+    if any(choice not in DEVICE_CONFIGS for choice in device_configs):
+        parser.error(f"--device-config takes {', '.join(DEVICE_CONFIGS)} (comma-separated), got {args.device_config}")
 
     checkpoint = Path(args.checkpoint)
     work = Path(args.work_dir or f"/tmp/compression-sweep-{checkpoint.name}")
@@ -328,20 +358,24 @@ def main() -> int:
         row, folder = ROWS[name], work / name
         started = time.perf_counter()
         _save(compress(fp32_ir, row), fp32_ir, folder)
-        scores = score_ir(folder, windows, desc=name)
-        difference = paired_bootstrap(scores.window_nll, reference.window_nll, window_tokens)
-        result = {"row": name, "int8_kept": _int8_label(row, bool(text_config.get("num_experts"))), **asdict(row)}
-        result |= {"perplexity": scores.perplexity, **asdict(difference), "top1": scores.agreement(reference)}
-        result |= {"size_mb": ir_size_mb(folder), "size_0_8b_mb": estimated_bytes(row, shape_0_8b) / 1e6}
-        if not text_config.get("num_experts"):  # the estimate's own check: this checkpoint's shape
-            result["size_estimate_mb"] = estimated_bytes(row, text_config) / 1e6
-        result["seconds"] = round(time.perf_counter() - started, 1)
-        result["window_nll"] = scores.window_nll.tolist()  # [W]: rows can be compared with each other, paired
-        rows.append(result)
-        print(f"{name}: {result['delta_pct']:+.3f} % in {result['seconds']:.0f} s", flush=True)
-        if args.json:  # after every row, so a stopped run keeps what it measured
-            _write_json(args, checkpoint, ids, indices, reference, rows)
-    _print_table(rows, {"perplexity": reference.perplexity})
+        for device_config in device_configs:
+            scores = score_ir(folder, windows, desc=f"{name} {device_config}", device_config=device_config)
+            difference = paired_bootstrap(scores.window_nll, reference.window_nll, window_tokens)
+            result = {"row": name, "device_config": device_config, **asdict(row)}
+            result["int8_kept"] = _int8_label(row, bool(text_config.get("num_experts")))
+            result |= {"perplexity": scores.perplexity, **asdict(difference), "top1": scores.agreement(reference)}
+            result |= {"size_mb": ir_size_mb(folder), "size_0_8b_mb": estimated_bytes(row, shape_0_8b) / 1e6}
+            if not text_config.get("num_experts"):  # the estimate's own check: this checkpoint's shape
+                result["size_estimate_mb"] = estimated_bytes(row, text_config) / 1e6
+            result["seconds"] = round(time.perf_counter() - started, 1)
+            result["window_nll"] = scores.window_nll.tolist()  # [W]: rows can be compared with each other, paired
+            rows.append(result)
+            print(f"{name} ({device_config}): {result['delta_pct']:+.3f} % after {result['seconds']:.0f} s", flush=True)
+            if args.json:  # after every row, so a stopped run keeps what it measured
+                _write_json(args, checkpoint, ids, indices, reference, rows)
+    for device_config in device_configs:
+        print(f"\nOpenVINO device config: {device_config}")
+        _print_table([r for r in rows if r["device_config"] == device_config], {"perplexity": reference.perplexity})
     if args.json:
         print(f"wrote {args.json}")
     return 0

@@ -42,10 +42,13 @@ CONFIG_0_8B = {
 
 def build_checkpoint(path: Path) -> Path:
     """A random bf16 checkpoint of the 0.8B shape at ``path``, built in a spawned interpreter so
-    that this process stays small (see ``export_memory.build_checkpoint_apart``)."""
-    from export_memory import build_checkpoint_apart
+    that this process stays small (see ``export_memory.run_apart``)."""
+    from export_memory import build_checkpoint as build_random
+    from export_memory import run_apart
 
-    return build_checkpoint_apart("0.8B", path)
+    if not (path / "config.json").is_file():
+        run_apart(build_random, "0.8B", path)
+    return path
 
 
 def export(checkpoint: Path, output: Path, weight_format: str) -> dict:

@@ -4,6 +4,8 @@
 and prints, for each, perplexity over the whole text (consecutive windows), the relative change
 against HF float32 with a paired bootstrap 95 % interval, the top-1 agreement with HF float32 and
 the IR size. HF float32's scores are cached, so a repeated run costs only the OpenVINO side.
+``--device-config`` picks the IR side's compile options: ``f32`` (the weights' effect alone) or
+``default`` (the CPU plugin's defaults, what users run).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .compression.calibration import BUILTIN
+from .evaluation.perplexity import DEVICE_CONFIGS
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -42,7 +45,8 @@ def _eval(args: argparse.Namespace) -> int:
     grid, scored_tokens = len(ids) // length, windows.shape[0] * (length - 1)
     print(
         f"{len(indices)} of {grid} consecutive windows x {length} tokens from {args.text} "
-        f"({len(ids)} tokens, {scored_tokens} scored)",
+        f"({len(ids)} tokens, {scored_tokens} scored); OpenVINO device config {args.device_config}: "
+        f"{DEVICE_CONFIGS[args.device_config] or 'the CPU plugin defaults'}",
         flush=True,
     )
 
@@ -64,7 +68,7 @@ def _eval(args: argparse.Namespace) -> int:
                     print(f"{name} failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
                     rows.append({"variant": name, "error": f"{type(error).__name__}: {error}"})
                     continue
-            scores = score_ir(folder, windows, desc=name)
+            scores = score_ir(folder, windows, desc=name, device_config=args.device_config)
             difference = paired_bootstrap(scores.window_nll, reference.window_nll, window_tokens)
             rows.append(
                 {
@@ -77,7 +81,8 @@ def _eval(args: argparse.Namespace) -> int:
                     "size_mb": ir_size_mb(folder),
                 }
             )
-    print(f"\n{'variant':<18}{'perplexity':>12}  {'vs HF fp32 [95 % interval]':<30}{'top-1 agree':>11}{'IR MB':>9}")
+    print(f"\nOpenVINO device config: {args.device_config}")
+    print(f"{'variant':<18}{'perplexity':>12}  {'vs HF fp32 [95 % interval]':<30}{'top-1 agree':>11}{'IR MB':>9}")
     for row in rows:
         if "error" in row:
             print(f"{row['variant']:<18}{'':12}  export failed (see above)")
@@ -90,6 +95,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"{row['variant']:<18}{row['perplexity']:12.4f}  {change:<30}{row['top1']:11.4f}{size}")
     if args.json:
         result = {"checkpoint": str(args.checkpoint), "text": str(args.text), "tokens": len(ids)}
+        result |= {"device_config": args.device_config, "compile_options": DEVICE_CONFIGS[args.device_config]}
         result |= {"window_length": length, "grid_windows": grid, "windows": len(indices)}
         result |= {"scored_tokens": scored_tokens, "bootstrap": {"resamples": RESAMPLES, "seed": SEED}}
         result |= {"results": rows}
@@ -108,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--variants",
         default="fp32,fp16,int8,int4,int4-gptq",
         help="comma-separated variant names (see optimum_qwen35.evaluation.variants) or NAME=IR_FOLDER",
+    )
+    evaluate.add_argument(
+        "--device-config",
+        choices=list(DEVICE_CONFIGS),
+        default="f32",
+        help="OpenVINO compile options of the IR side: f32 (f32 compute and KV cache: the weights' effect alone) "
+        "or default (the CPU plugin's defaults, what users run: bf16 activations, u8 KV cache and dynamic "
+        "quantization on CPUs with AVX-512 BF16/AMX)",
     )
     evaluate.add_argument("--window-length", type=int, default=512, help="tokens per window")
     evaluate.add_argument(

@@ -192,3 +192,31 @@ def test_paged_prefill_profile_compares_the_two_graphs(text_export):
     assert "prefill of 40 tokens: paged (continuous batching)" in result.stdout
     for kind in ("PagedGatedDeltaNet", "PagedCausalConv1D", "GatedDeltaNet", "FullyConnected"):
         assert any(line.startswith(kind) for line in result.stdout.splitlines()), kind
+
+
+def test_fc_formats_times_every_projection_and_names_each_formats_kernel_path(tmp_path):
+    """fc_formats.py on the 0.8B config cut to tiny widths: each format's row says how the plugin ran it."""
+    config = json.loads((Path(__file__).parent / "data" / "hub-configs" / "Qwen3.5-0.8B" / "config.json").read_text())
+    text = config["text_config"]
+    text |= {"hidden_size": 64, "intermediate_size": 96, "vocab_size": 160, "head_dim": 32}
+    text |= {"linear_key_head_dim": 16, "linear_value_head_dim": 16, "linear_num_key_heads": 2}
+    text |= {"linear_num_value_heads": 4}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    report = tmp_path / "fc.json"
+    cmd = [sys.executable, str(BENCHMARKS / "fc_formats.py"), "--config", str(tmp_path / "config.json")]
+    cmd += ["--formats", "f16,int4_sym_g32,fp8_e4m3_cw,mxfp4_g32", "--rounds", "1", "--group", "3"]
+    result = subprocess.run([*cmd, "--json", str(report)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    shapes = {name: tuple(entry["shape"]) for name, entry in json.loads(report.read_text()).items()}
+    # (N, K) from the config: q_proj doubled (query and output gate), qkv = 2 * keys + values.
+    assert shapes["self_attn.q_proj"] == (2 * 8 * 32, 64) and shapes["linear_attn.in_proj_qkv"] == (2 * 32 + 64, 64)
+    assert shapes["mlp.down_proj"] == (64, 96) and shapes["lm_head"] == (160, 64) and len(shapes) == 10
+    rows = {row["format"]: row for row in json.loads(report.read_text())["mlp.gate/up_proj"]["rows"]}
+    assert list(rows) == ["int8_asym", "f16", "int4_sym_g32", "fp8_e4m3_cw", "mxfp4_g32"]  # the baseline first
+    assert rows["int8_asym"]["path"] == "kernel" and rows["int8_asym"]["vs_int8_asym"] == 1.0
+    assert rows["f16"]["path"] == "dense" and rows["f16"]["weight_bytes"] == 96 * 64 * 2
+    assert rows["fp8_e4m3_cw"]["path"] == "decompress/call"  # no FP8 FullyConnected kernel on CPU
+    assert all(row["ms"] > 0 and row["gb_per_s"] > 0 for row in rows.values())
+    # An unknown name is one parser error, before anything is built.
+    bad = subprocess.run([*cmd[:4], "--formats", "int5"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "unknown projection(s)/format(s) int5" in bad.stderr

@@ -13,7 +13,7 @@ import transformers
 from transformers import AutoTokenizer
 
 from optimum_qwen35.cli import main
-from optimum_qwen35.evaluation import cache
+from optimum_qwen35.evaluation import cache, perplexity
 from optimum_qwen35.evaluation.bootstrap import paired_bootstrap
 from optimum_qwen35.evaluation.cache import checkpoint_fingerprint, default_cache_dir
 from optimum_qwen35.evaluation.perplexity import _score, score_hf, score_ir, select_windows, windows_at
@@ -224,3 +224,50 @@ def test_the_cache_key_follows_the_checkpoint_contents(text_checkpoint, tmp_path
     assert default_cache_dir() == tmp_path / "xdg" / "optimum-qwen35" / "eval"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == Path.home() / ".cache" / "optimum-qwen35" / "eval"
+
+
+def _precisions(compiled) -> tuple[str, str]:
+    return tuple(compiled.get_property(name).to_string() for name in ("INFERENCE_PRECISION_HINT", "KV_CACHE_PRECISION"))
+
+
+def test_device_config_reaches_the_compiled_model(
+    reference_checkpoint, reference_export, tmp_path, monkeypatch, capsys
+):
+    """``--device-config default`` compiles as users run the IR; ``f32`` (the default) in f32 only."""
+    import openvino as ov
+
+    compiled = []
+
+    def recording(*args, **kwargs):
+        compiled.append(perplexity_compile(*args, **kwargs))
+        return compiled[-1]
+
+    perplexity_compile = perplexity.compile_for_scoring
+    monkeypatch.setattr(perplexity, "compile_for_scoring", recording)
+    store = tmp_path / "cache"
+    reports = {}
+    for choice in (None, "f32", "default"):
+        report = tmp_path / f"{choice}.json"
+        flag = [] if choice is None else ["--device-config", choice]
+        argv = ["--max-windows", "2", "--window-length", "64", "--cache-dir", str(store), "--json", str(report), *flag]
+        assert main(_eval_argv(reference_checkpoint, reference_export, *argv)) == 0
+        reports[choice] = json.loads(report.read_text())
+        assert f"OpenVINO device config: {choice or 'f32'}\n" in capsys.readouterr().out
+    assert [report["device_config"] for report in reports.values()] == ["f32", "f32", "default"]
+    assert (
+        reports["default"]["compile_options"] == {} and reports["f32"]["compile_options"]["KV_CACHE_PRECISION"] == "f32"
+    )
+    # What the CPU itself picks by default (bf16 on AMX, f32 on an AVX2-only CPU), not a hard-coded guess.
+    assert [_precisions(model) for model in compiled[:2]] == [("f32", "f32"), ("f32", "f32")]
+    inference, kv_cache = _precisions(compiled[2])
+    assert inference == ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
+    assert kv_cache != "f32", "the plugin's default KV cache is compressed (u8/f16) on every CPU kind it runs"
+
+
+def test_an_unknown_device_config_is_one_clear_argparse_error(reference_checkpoint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(reference_checkpoint), "--text", str(SAMPLE_TEXT), "--device-config", "bf16"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --device-config: invalid choice: 'bf16'" in error and "'f32', 'default'" in error
+    assert "Traceback" not in error

@@ -11,12 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
+if TYPE_CHECKING:
+    import openvino as ov
+
 #: OpenVINO CPU compile options for scoring: f32 compute and KV cache, so only the weights differ.
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+
+#: ``optimum-qwen35 eval --device-config`` choices. ``f32`` measures what the weight format alone
+#: costs; ``default`` compiles with the CPU plugin's own defaults, what users run (on CPUs with
+#: AVX-512 BF16 or AMX: bf16 activations, u8 KV cache, dynamic quantization of activations; the
+#: plugin picks them per CPU, so an AVX2-only CPU computes in f32 under both).
+DEVICE_CONFIGS: dict[str, dict[str, str]] = {"f32": F32_CONFIG, "default": {}}
 
 
 @dataclass
@@ -94,6 +104,11 @@ def _collect(per_window: list[tuple[np.ndarray, np.ndarray]]) -> Scores:
 BATCH_SIZE = 1
 STREAMS = 2
 
+#: Streams under each device config. The plugin defaults run one: with bf16 inference, compiling
+#: the references' IRs for two streams on this 2-core AMX CPU dies with SIGFPE (OpenVINO 2026.4.1;
+#: f32 with two streams and bf16 with one compile fine).
+DEVICE_CONFIG_STREAMS = {"f32": STREAMS, "default": 1}
+
 
 def _batches(windows: np.ndarray, batch_size: int) -> list[np.ndarray]:
     if batch_size < 1:
@@ -118,26 +133,42 @@ def score_hf(checkpoint: str | Path, windows: np.ndarray) -> Scores:
     return _collect(results)
 
 
+def compile_for_scoring(
+    ir_dir: str | Path, device: str = "CPU", device_config: str = "f32", streams: int | None = None
+) -> ov.CompiledModel:
+    """Compile the IR in ``ir_dir`` with the compile options of ``DEVICE_CONFIGS[device_config]``.
+
+    ``streams`` defaults to ``DEVICE_CONFIG_STREAMS[device_config]``.
+    """
+    import openvino as ov
+
+    if device_config not in DEVICE_CONFIGS:
+        raise ValueError(f"Unknown device config {device_config!r}. Fix: choose from {', '.join(DEVICE_CONFIGS)}.")
+    streams = DEVICE_CONFIG_STREAMS[device_config] if streams is None else streams
+    config = DEVICE_CONFIGS[device_config] | {"NUM_STREAMS": streams}
+    return ov.Core().compile_model(Path(ir_dir) / "openvino_model.xml", device, config)
+
+
 def score_ir(
     ir_dir: str | Path,
     windows: np.ndarray,
     device: str = "CPU",
     desc: str = "OpenVINO",
     batch_size: int = BATCH_SIZE,
-    streams: int = STREAMS,
+    streams: int | None = None,
+    device_config: str = "f32",
 ) -> Scores:
     """Score ``windows [W, T]`` with the plugin's stateful IR, ``batch_size`` full windows per inference.
 
     Each inference starts from a reset state, so every window starts from an empty state, as when
     scored alone: rows of a batch share no state (``beam_idx`` is the identity). ``streams``
-    inferences run at once, each on its own infer request and CPU stream; results keep the order
-    of ``windows``.
+    (default: ``DEVICE_CONFIG_STREAMS[device_config]``) inferences run at once, each on its own
+    infer request and CPU stream; results keep the order of ``windows``. ``device_config`` names
+    the compile options (``DEVICE_CONFIGS``).
     """
-    import openvino as ov
 
-    config = F32_CONFIG | {"NUM_STREAMS": streams}
-    compiled = ov.Core().compile_model(Path(ir_dir) / "openvino_model.xml", device, config)
-    idle = [compiled.create_infer_request() for _ in range(streams)]
+    compiled = compile_for_scoring(ir_dir, device, device_config, streams)
+    idle = [compiled.create_infer_request() for _ in range(int(compiled.get_property("NUM_STREAMS")))]
     running: list[tuple[ov.InferRequest, np.ndarray]] = []  # oldest first
     results = []
 
