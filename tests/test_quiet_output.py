@@ -51,9 +51,9 @@ DEMO_LAYERS = 8
 #: After the step of the same index (1-based) starts: what the step measured, one line each.
 SUMMARIES = {
     2: [rf"traced {DEMO_LAYERS} layers in \d+\.\d s"],
-    5: [r"wrote \d+ MB in \d+\.\d s"],
+    5: [r"wrote [\d.]+ [kMG]B in \d+\.\d s"],
     7: [r"compressed \d+ vocabulary table chunks? in \d+\.\d s", r"compressed \d+ weights in \d+\.\d s"],
-    8: [r"wrote \d+ MB in \d+\.\d s"],
+    8: [r"wrote [\d.]+ [kMG]B in \d+\.\d s"],
 }
 
 

@@ -213,8 +213,10 @@ class _Display:
 
 
 def _size(size: int) -> str:
-    """ "8.4 GB", "25 MB": what a summary says a save wrote."""
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+    """ "8.4 GB", "25 MB", "340 kB": what a summary says a save wrote."""
+    if size >= 1e9:
+        return f"{size / 1e9:.1f} GB"
+    return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
 
 
 def _terminal_fd() -> int | None:
