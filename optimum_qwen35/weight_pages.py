@@ -26,32 +26,18 @@ Linux only; elsewhere it does nothing.
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-from .exporters.page_release import release_weight_pages
+from .exporters.page_release import released_file_pages
 
 
-@contextlib.contextmanager
-def released_weight_pages(interval: float = 0.1) -> Iterator[None]:
-    """Release read-only weight-file pages every ``interval`` seconds while the block runs, and at its end."""
-    stop = threading.Event()
+def released_weight_pages(interval: float = 0.1) -> contextlib.AbstractContextManager[None]:
+    """Release read-only weight-file pages every ``interval`` seconds while the block runs, and at its end.
 
-    def loop() -> None:
-        # Writable private mappings (safetensors' torch storages) are left alone: their owner
-        # (an export) pages them out itself, and MADV_DONTNEED would discard modified pages.
-        while not stop.wait(interval) and release_weight_pages(writable=False):
-            pass
-
-    thread = threading.Thread(target=loop, name="qwen35-weight-pages", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        release_weight_pages(writable=False)
+    The export's mechanism (:func:`.exporters.page_release.released_file_pages`), read-only: writable
+    private mappings (safetensors' torch storages) are an export's, which pages them out itself.
+    """
+    return released_file_pages(interval, read_only=True)
 
 
 def resident_bytes(path: str | Path) -> int:

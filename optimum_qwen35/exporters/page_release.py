@@ -171,20 +171,23 @@ _running: threading.Thread | None = None
 
 
 @contextlib.contextmanager
-def released_file_pages(interval: float = 0.2) -> Iterator[None]:
+def released_file_pages(interval: float = 0.2, read_only: bool = False) -> Iterator[None]:
     """Release weight-file pages every ``interval`` seconds while the block runs (see module doc).
 
-    A block nested in another (compression inside an export) leaves the work to the outer one.
+    ``read_only`` (a model that runs, :mod:`..weight_pages`): only read-only mappings, no helper
+    process, and once more when the block ends. A block nested in another (compression inside an
+    export) leaves the work to the outer one.
     """
     global _running
-    if (_running is not None and _running.is_alive()) or not release_weight_pages():
+    if (_running is not None and _running.is_alive()) or not release_weight_pages(writable=not read_only):
         yield
         return
-    helper = _start_helper(interval)
+    helper = None if read_only else _start_helper(interval)
+    writable = not read_only and helper is None
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(interval) and release_weight_pages(writable=helper is None):
+        while not stop.wait(interval) and release_weight_pages(writable=writable):
             pass
 
     _running = threading.Thread(target=loop, name="qwen35-page-release", daemon=True)
@@ -197,6 +200,8 @@ def released_file_pages(interval: float = 0.2) -> Iterator[None]:
         _running = None
         if helper is not None:
             _stop_helper(helper)
+        if read_only:
+            release_weight_pages(writable=False)
 
 
 if __name__ == "__main__":
