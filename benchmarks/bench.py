@@ -59,7 +59,7 @@ import numpy as np
 from export_memory import SHAPES, build_checkpoint, proc_status, run_export
 from generate_overhead import timed_generate
 from gguf_export import export_gguf, llama_cpp_missing, unknown_types
-from mtp_decoding import build_0_8b_checkpoint
+from mtp_decoding import build_0_8b_checkpoint, timed_config
 from step_inputs import step_inputs
 
 STOP_TOKEN = 0  # random checkpoints have no real EOS; generation runs to max_new_tokens (ignore_eos)
@@ -268,11 +268,7 @@ def _vlm_session(folder: Path, vocab: int, device: dict[str, str], draft_tokens:
     def generate(length: int, new_tokens: int, rng: np.random.Generator) -> dict:
         offset = int(rng.integers(0, len(corpus) - length))
         prompt = tokenizer.decode(corpus[offset : offset + length].tolist())
-        config = openvino_genai.GenerationConfig()
-        config.max_new_tokens, config.apply_chat_template, config.ignore_eos = new_tokens, False, True
-        if draft_tokens:
-            config.num_assistant_tokens = draft_tokens
-        result = pipe.generate(prompt, generation_config=config)
+        result = pipe.generate(prompt, generation_config=timed_config(new_tokens, draft_tokens))
         metrics = result.perf_metrics
         call = {"ttft_s": metrics.get_ttft().mean / 1000}
         if new_tokens == 1:
@@ -443,26 +439,29 @@ def main() -> int:
         checkpoint = build_0_8b_checkpoint(args.work_dir / "ckpt-0.8B-vl")
     else:
         checkpoint = build_checkpoint(args.shape, args.work_dir / f"ckpt-{args.shape}")
-    irs = {}
-    for weight_format in args.formats.split(",") if runtimes else []:  # none: only --gguf/--mtp rows
-        ir = args.work_dir / f"ir-{weight_format}"
-        if not (ir / "openvino_model.xml").is_file():
-            print(f"exporting {weight_format} ...", flush=True)
-            result = run_export(sys.executable, None, checkpoint, ir, weight_format, None, keep=True)
+
+    def exported(prefix: str, weight_format: str, task: str | None) -> Path | None:
+        """The IR of ``checkpoint`` in ``weight_format`` (exported unless already there), None on failure."""
+        ir = args.work_dir / f"{prefix}-{weight_format}"
+        model = "openvino_language_model.xml" if task == VLM_TASK else "openvino_model.xml"
+        if not (ir / model).is_file():
+            layout = " as the vision-language layout" if task == VLM_TASK else ""
+            print(f"exporting {weight_format}{layout} ...", flush=True)
+            result = run_export(sys.executable, None, checkpoint, ir, weight_format, task, keep=True)
             if not result["ok"]:
                 print(f"export failed, see {result['log']}")
-                return 1
+                return None
+        return ir
+
+    irs, vlm_irs = {}, {}
+    for weight_format in args.formats.split(",") if runtimes else []:  # none: only --gguf/--mtp rows
+        if (ir := exported("ir", weight_format, None)) is None:
+            return 1
         irs[f"plugin-{weight_format}"] = ir
     irs |= {name: Path(folder) for name, folder in (spec.split("=", 1) for spec in args.ir)}
-    vlm_irs = {}
     for weight_format in args.formats.split(",") if drafts else []:
-        ir = args.work_dir / f"ir-vl-{weight_format}"
-        if not (ir / "openvino_language_model.xml").is_file():
-            print(f"exporting {weight_format} as the vision-language layout ...", flush=True)
-            result = run_export(sys.executable, None, checkpoint, ir, weight_format, VLM_TASK, keep=True)
-            if not result["ok"]:
-                print(f"export failed, see {result['log']}")
-                return 1
+        if (ir := exported("ir-vl", weight_format, VLM_TASK)) is None:
+            return 1
         vlm_irs[f"plugin-vl-{weight_format}"] = ir
     ggufs = {}
     for gguf_type in gguf_types:

@@ -30,8 +30,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import openvino_genai
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "demo" / "qwen35-code-vl-mtp"
@@ -69,11 +73,7 @@ def reference_part(work: Path, max_new_tokens: int = 64) -> dict:
     mtp = openvino_genai.VLMPipeline(str(folder), "CPU", draft_model=draft, scheduler_config=scheduler, **F32)
 
     def run(pipe, prompt: str, k: int):
-        config = openvino_genai.GenerationConfig()
-        config.max_new_tokens, config.apply_chat_template, config.ignore_eos = max_new_tokens, False, True
-        if k:
-            config.num_assistant_tokens = k
-        result = pipe.generate(prompt, generation_config=config)
+        result = pipe.generate(prompt, generation_config=timed_config(max_new_tokens, k))
         metrics = result.perf_metrics
         decode_s = (metrics.get_generate_duration().mean - metrics.get_ttft().mean) / 1000
         tokens = metrics.get_num_generated_tokens() - 1
@@ -106,6 +106,18 @@ def reference_part(work: Path, max_new_tokens: int = 64) -> dict:
 #: text (``VLMPipeline``) can run them; its 4096 ids are a subset of the real vocabulary, and the
 #: detokenizer skips ids it does not know.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json")
+
+
+def timed_config(new_tokens: int, draft_tokens: int = 0) -> openvino_genai.GenerationConfig:
+    """Greedy generation of exactly ``new_tokens`` (EOS ignored) from a plain prompt (no chat
+    template), with ``draft_tokens`` MTP drafts per step when given: what a timed row runs."""
+    import openvino_genai
+
+    config = openvino_genai.GenerationConfig()
+    config.max_new_tokens, config.apply_chat_template, config.ignore_eos = new_tokens, False, True
+    if draft_tokens:
+        config.num_assistant_tokens = draft_tokens
+    return config
 
 
 def build_0_8b_checkpoint(path: Path) -> Path:
