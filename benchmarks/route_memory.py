@@ -100,6 +100,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=4, metavar=("ROUTE", "SOURCE", "OUTPUT", "FORMAT"), help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", type=Path, help="checkpoint, 16-bit IR and logs go here")
+    parser.add_argument("--checkpoint", type=Path, help="measure this checkpoint instead of building --shape")
     parser.add_argument("--shape", default="35B-A3B", help="a shape of export_memory.py")
     parser.add_argument("--layers", type=int, default=2, help="decoder layers of a hub shape's cut")
     parser.add_argument("--routes", default=",".join(ROUTES), help=f"comma-separated, from {','.join(ROUTES)}")
@@ -119,7 +120,7 @@ def main() -> int:
         parser.error(f"unknown routes {sorted(unknown)}")
     args.work_dir.mkdir(parents=True, exist_ok=True)
     layers = args.layers if args.shape in ("27B", "35B-A3B") else None
-    checkpoint = checkpoint_for(args.shape, layers, args.work_dir)
+    checkpoint = args.checkpoint or checkpoint_for(args.shape, layers, args.work_dir)
     ir16 = args.work_dir / f"ir16-{checkpoint.name}"
     if set(routes) & set(IR_ROUTES) and not (ir16 / "openvino_model.xml").is_file():
         built = run_export(sys.executable, args.pythonpath, checkpoint, ir16, "fp16", None, keep=True)
@@ -131,7 +132,7 @@ def main() -> int:
     for route in routes:
         source = ir16 if route in IR_ROUTES else checkpoint
         output = args.work_dir / f"out-{args.label}-{route}"
-        row = {"label": args.label, "route": route, "shape": args.shape, "layers": layers}
+        row = {"label": args.label, "route": route, "checkpoint": str(checkpoint), "layers": layers}
         row |= {"format": args.weight_format, "checkpoint_bytes": size}
         row |= measure_route(route, source, output, args.weight_format, args.pythonpath)
         rows.append(row)
