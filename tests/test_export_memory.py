@@ -149,6 +149,10 @@ def test_compressed_constants_are_file_backed_and_unchanged(hub_moe_checkpoint, 
 # --- the Python routes: the same scratch space, the model the user gets keeps it ----------------------
 
 
+#: Element types of compressed weights, scales aside (f16 scales are small in real models).
+COMPRESSED = ("u4", "i4", "u8", "i8")
+
+
 def _mapped_files() -> list[tuple[int, int, str]]:
     """``(start, end, path)`` of this process's file mappings."""
     mappings = []
@@ -160,32 +164,27 @@ def _mapped_files() -> list[tuple[int, int, str]]:
     return mappings
 
 
-def compressed_constant_backing(model) -> dict[str, int]:
-    """How many of ``model``'s compressed weight constants (u4/i4/u8/i8) live in each kind of memory:
-    ``scratch`` (a deleted file of a plugin scratch folder), ``file`` (any other mapped file), ``anonymous``."""
+def compressed_constant_backing(model) -> tuple[dict[str, int], set[Path]]:
+    """How many of ``model``'s compressed weight constants (u4/i4/u8/i8) live in each kind of memory —
+    ``scratch`` (a deleted file of a plugin scratch folder), ``file`` (any other mapped file),
+    ``anonymous`` — and the folders the scratch folders were made in."""
     from optimum_qwen35.exporters.scratch import SCRATCH_PREFIX
 
     mappings = _mapped_files()
-    counts = {"scratch": 0, "file": 0, "anonymous": 0}
+    counts, parents = {"scratch": 0, "file": 0, "anonymous": 0}, set()
     for op in model.get_ordered_ops():
-        if op.get_type_name() != "Constant" or op.get_output_element_type(0).get_type_name() not in (
-            "u4",
-            "i4",
-            "u8",
-            "i8",
-        ):
+        if op.get_type_name() != "Constant" or op.get_output_element_type(0).get_type_name() not in COMPRESSED:
             continue
         address = op.data.ctypes.data
         path = next((path for start, end, path in mappings if start <= address < end), None)
-        kind = (
-            "anonymous"
-            if path is None
-            else "scratch"
-            if SCRATCH_PREFIX in path and path.endswith("(deleted)")
-            else "file"
-        )
-        counts[kind] += 1
-    return counts
+        if path is None:
+            counts["anonymous"] += 1
+        elif SCRATCH_PREFIX in path and path.endswith(" (deleted)"):
+            counts["scratch"] += 1
+            parents.add(Path(path.removesuffix(" (deleted)")).parent.parent)
+        else:
+            counts["file"] += 1
+    return counts, parents
 
 
 def _no_scratch_left(*folders: Path) -> bool:
@@ -202,9 +201,12 @@ def cli_int4_of_hub_moe(hub_moe_checkpoint, tmp_path_factory) -> Path:
     return optimum_qwen35.export(hub_moe_checkpoint, tmp_path_factory.mktemp("cli") / "int4", weight_format="int4")
 
 
-def _assert_file_backed_and_equal(model, cli_export: Path, saved: Path) -> None:
-    counts = compressed_constant_backing(model)
+def _assert_file_backed_and_equal(model, cli_export: Path, saved: Path, beside: Path) -> None:
+    """Every compressed constant of ``model`` is in a scratch folder made in ``beside``, and ``saved``
+    holds the CLI's weights byte for byte."""
+    counts, parents = compressed_constant_backing(model)
     assert counts["scratch"] > 0 and counts["anonymous"] == 0 and counts["file"] == 0, counts
+    assert parents == {beside}
     assert (saved / "openvino_model.bin").read_bytes() == (cli_export / "openvino_model.bin").read_bytes()
 
 
@@ -246,7 +248,8 @@ def test_from_pretrained_export_keeps_compressed_constants_file_backed(
         hub_moe_checkpoint, export=True, quantization_config={"bits": 4}, compile=False
     )
     model.save_pretrained(tmp_path / "saved")
-    _assert_file_backed_and_equal(model.model, cli_int4_of_hub_moe, tmp_path / "saved")
+    # Beside optimum-intel's temporary export folder, where the 16-bit IR it compresses is.
+    _assert_file_backed_and_equal(model.model, cli_int4_of_hub_moe, tmp_path / "saved", model.model_save_dir.parent)
     assert _no_scratch_left(Path(tempfile.gettempdir()), tmp_path)
     graph = model.model
     del model
@@ -272,7 +275,9 @@ def test_compressing_an_exported_folder_keeps_constants_file_backed(
         model = OVModelForCausalLM.from_pretrained(hub_moe_export, compile=False)
         quantizer = OVQuantizer.from_pretrained(model)
         quantizer.quantize(ov_config=OVConfig(quantization_config=config), save_directory=tmp_path / "saved")
-    _assert_file_backed_and_equal(model.model, cli_int4_of_hub_moe, tmp_path / "saved")
+    # Beside the exported folder it was read from; with a save directory, beside that.
+    beside = hub_moe_export.parent if route == "quantization_config" else tmp_path
+    _assert_file_backed_and_equal(model.model, cli_int4_of_hub_moe, tmp_path / "saved", beside)
     assert _no_scratch_left(hub_moe_export.parent, tmp_path)
 
 
@@ -295,7 +300,8 @@ def test_visual_from_pretrained_export_keeps_every_part_file_backed(composite_ch
     )
     model.save_pretrained(tmp_path / "saved")
     for name, part in model.ov_models.items():
-        counts = compressed_constant_backing(part)
+        counts, parents = compressed_constant_backing(part)
         assert counts["scratch"] > 0 and counts["anonymous"] == counts["file"] == 0, (name, counts)
+        assert parents == {model.model_save_dir.parent}, name
     for weights in sorted(cli.glob("*.bin")):
         assert (tmp_path / "saved" / weights.name).read_bytes() == weights.read_bytes(), weights.name

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,7 +164,9 @@ def in_scratch_space(model: Any, save_directory: Any) -> Iterator[None]:
         yield
         return
     folder = save_directory if save_directory is not None else model.model_save_dir
-    with scratch_space(scratch_parent(getattr(folder, "name", folder))):  # a TemporaryDirectory has a name
+    if folder is not None and not isinstance(folder, str | os.PathLike):  # optimum-intel's TemporaryDirectory
+        folder = folder.name
+    with scratch_space(scratch_parent(folder)):
         yield
 
 
