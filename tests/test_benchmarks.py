@@ -220,3 +220,21 @@ def test_fc_formats_times_every_projection_and_names_each_formats_kernel_path(tm
     # An unknown name is one parser error, before anything is built.
     bad = subprocess.run([*cmd[:4], "--formats", "int5"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "unknown projection(s)/format(s) int5" in bad.stderr
+
+
+def test_route_memory_measures_each_route_and_the_python_route_writes_the_cli_bytes(text_checkpoint, tmp_path):
+    """``route_memory.py`` runs each route in a measured child and hashes its IR: the Python
+    ``from_pretrained(export=True, quantization_config=...)`` route writes the CLI's bytes."""
+    script = str(BENCHMARKS / "route_memory.py")
+    rows_file = tmp_path / "rows.json"
+    result = subprocess.run(
+        [sys.executable, script, "--work-dir", str(tmp_path), "--checkpoint", str(text_checkpoint), "--routes",
+         "cli,from-pretrained-export", "--json", str(rows_file)],
+        capture_output=True, text=True, cwd=BENCHMARKS,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = {row["route"]: row for row in json.loads(rows_file.read_text())}
+    assert set(rows) == {"cli", "from-pretrained-export"}
+    assert all(row["ok"] and row["peak_anon"] > 0 and row["ir_bytes"] > 0 for row in rows.values())
+    assert rows["from-pretrained-export"]["digest"] == rows["cli"]["digest"]
+    assert not list(tmp_path.glob("out-*/")), "each route's IR is deleted after hashing"

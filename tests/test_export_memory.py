@@ -10,6 +10,7 @@ and the export runs in a child process whose anonymous memory is sampled from ``
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -143,3 +144,164 @@ def test_compressed_constants_are_file_backed_and_unchanged(hub_moe_checkpoint, 
     assert {"u4", "u8", "f16"} <= types, types  # INT4 and INT8 weights, their zero points and scales
     assert (moved / "openvino_model.bin").read_bytes() == (kept / "openvino_model.bin").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in-memory", "spilled"]  # no scratch folder left
+
+
+# --- the Python routes: the same scratch space, the model the user gets keeps it ----------------------
+
+
+#: Element types of compressed weights, scales aside (f16 scales are small in real models).
+COMPRESSED = ("u4", "i4", "u8", "i8")
+
+
+def _mapped_files() -> list[tuple[int, int, str]]:
+    """``(start, end, path)`` of this process's file mappings."""
+    mappings = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/"):
+            start, end = (int(address, 16) for address in fields[0].split("-"))
+            mappings.append((start, end, fields[5]))
+    return mappings
+
+
+def compressed_constant_backing(model) -> tuple[dict[str, int], set[Path]]:
+    """How many of ``model``'s compressed weight constants (u4/i4/u8/i8) live in each kind of memory —
+    ``scratch`` (a deleted file of a plugin scratch folder), ``file`` (any other mapped file),
+    ``anonymous`` — and the folders the scratch folders were made in."""
+    from optimum_qwen35.exporters.scratch import SCRATCH_PREFIX
+
+    mappings = _mapped_files()
+    counts, parents = {"scratch": 0, "file": 0, "anonymous": 0}, set()
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Constant" or op.get_output_element_type(0).get_type_name() not in COMPRESSED:
+            continue
+        address = op.data.ctypes.data
+        path = next((path for start, end, path in mappings if start <= address < end), None)
+        if path is None:
+            counts["anonymous"] += 1
+        elif SCRATCH_PREFIX in path and path.endswith(" (deleted)"):
+            counts["scratch"] += 1
+            parents.add(Path(path.removesuffix(" (deleted)")).parent.parent)
+        else:
+            counts["file"] += 1
+    return counts, parents
+
+
+def _no_scratch_left(*folders: Path) -> bool:
+    from optimum_qwen35.exporters.scratch import SCRATCH_PREFIX
+
+    return not any(any(folder.glob(f"{SCRATCH_PREFIX}{os.getpid()}-*")) for folder in folders)
+
+
+@pytest.fixture(scope="module")
+def cli_int4_of_hub_moe(hub_moe_checkpoint, tmp_path_factory) -> Path:
+    """The CLI route's INT4 export of the MoE miniature: what every Python route must equal."""
+    import optimum_qwen35
+
+    return optimum_qwen35.export(hub_moe_checkpoint, tmp_path_factory.mktemp("cli") / "int4", weight_format="int4")
+
+
+def _assert_file_backed_and_equal(model, cli_export: Path, saved: Path, beside: Path) -> None:
+    """Every compressed constant of ``model`` is in a scratch folder made in ``beside``, and ``saved``
+    holds the CLI's weights byte for byte."""
+    counts, parents = compressed_constant_backing(model)
+    assert counts["scratch"] > 0 and counts["anonymous"] == 0 and counts["file"] == 0, counts
+    assert parents == {beside}
+    assert (saved / "openvino_model.bin").read_bytes() == (cli_export / "openvino_model.bin").read_bytes()
+
+
+def _assert_runs_like(model, cli_export: Path) -> None:
+    """``model`` compiled after every Python reference to the objects that built it is gone (only the
+    graph is kept) gives the CLI IR's logits exactly: its file-backed constants outlive their scratch space."""
+    import gc
+
+    import numpy as np
+    import openvino as ov
+
+    core, ids = ov.Core(), np.array([[5, 17, 3, 250, 9]])
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "position_ids": np.arange(5)[None],
+        "beam_idx": np.array([0], dtype=np.int32),
+    }
+    gc.collect()
+    ours = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request().infer(inputs)
+    cli = core.compile_model(cli_export / "openvino_model.xml", "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert np.array_equal(ours["logits"], cli.create_infer_request().infer(inputs)["logits"])
+
+
+def test_from_pretrained_export_keeps_compressed_constants_file_backed(
+    hub_moe_checkpoint, cli_int4_of_hub_moe, tmp_path, monkeypatch
+):
+    """``from_pretrained(checkpoint, export=True, quantization_config=...)`` compresses the model it
+    returns with the same scratch space as the CLI: its constants stay file-backed for as long as the
+    model lives, and it saves the CLI's bytes."""
+    import tempfile
+
+    from optimum.intel import OVModelForCausalLM
+
+    from optimum_qwen35.exporters import scratch
+
+    monkeypatch.setattr(scratch, "SPILL_MIN_BYTES", 0)  # the miniature's constants are all small
+    model = OVModelForCausalLM.from_pretrained(
+        hub_moe_checkpoint, export=True, quantization_config={"bits": 4}, compile=False
+    )
+    model.save_pretrained(tmp_path / "saved")
+    # Beside optimum-intel's temporary export folder, where the 16-bit IR it compresses is.
+    _assert_file_backed_and_equal(model.model, cli_int4_of_hub_moe, tmp_path / "saved", model.model_save_dir.parent)
+    assert _no_scratch_left(Path(tempfile.gettempdir()), tmp_path)
+    graph = model.model
+    del model
+    _assert_runs_like(graph, cli_int4_of_hub_moe)
+
+
+@pytest.mark.parametrize("route", ["quantization_config", "OVQuantizer"])
+def test_compressing_an_exported_folder_keeps_constants_file_backed(
+    route, hub_moe_export, cli_int4_of_hub_moe, tmp_path, monkeypatch
+):
+    """Compressing an exported 16-bit folder in Python (on load, or with ``OVQuantizer`` and a save
+    directory) uses the same scratch space, beside the folder or the save directory."""
+    from optimum.intel import OVConfig, OVModelForCausalLM, OVQuantizer, OVWeightQuantizationConfig
+
+    from optimum_qwen35.exporters import scratch
+
+    monkeypatch.setattr(scratch, "SPILL_MIN_BYTES", 0)
+    config = OVWeightQuantizationConfig(bits=4)
+    if route == "quantization_config":
+        model = OVModelForCausalLM.from_pretrained(hub_moe_export, quantization_config=config, compile=False)
+        model.save_pretrained(tmp_path / "saved")
+    else:
+        model = OVModelForCausalLM.from_pretrained(hub_moe_export, compile=False)
+        quantizer = OVQuantizer.from_pretrained(model)
+        quantizer.quantize(ov_config=OVConfig(quantization_config=config), save_directory=tmp_path / "saved")
+    # Beside the exported folder it was read from; with a save directory, beside that.
+    beside = hub_moe_export.parent if route == "quantization_config" else tmp_path
+    _assert_file_backed_and_equal(model.model, cli_int4_of_hub_moe, tmp_path / "saved", beside)
+    assert _no_scratch_left(hub_moe_export.parent, tmp_path)
+
+
+def test_visual_from_pretrained_export_keeps_every_part_file_backed(composite_checkpoint, tmp_path, monkeypatch):
+    """``OVModelForVisualCausalLM.from_pretrained(..., export=True, quantization_config=...)``: every
+    part of the vision-language layout (the language model's INT4/INT8 and optimum-intel's INT8 of
+    the embeddings and vision tower) keeps its compressed constants file-backed, and saves the
+    bytes the CLI's ``--task image-text-to-text --weight-format int4`` writes."""
+    from optimum.intel import OVModelForVisualCausalLM
+
+    import optimum_qwen35
+    from optimum_qwen35.exporters import scratch
+
+    cli = optimum_qwen35.export(
+        composite_checkpoint, tmp_path / "cli", task="image-text-to-text", weight_format="int4", convert_tokenizer=False
+    )
+    monkeypatch.setattr(scratch, "SPILL_MIN_BYTES", 0)
+    model = OVModelForVisualCausalLM.from_pretrained(
+        composite_checkpoint, export=True, quantization_config={"bits": 4}, compile=False
+    )
+    model.save_pretrained(tmp_path / "saved")
+    for name, part in model.ov_models.items():
+        counts, parents = compressed_constant_backing(part)
+        assert counts["scratch"] > 0 and counts["anonymous"] == counts["file"] == 0, (name, counts)
+        assert parents == {model.model_save_dir.parent}, name
+    for weights in sorted(cli.glob("*.bin")):
+        assert (tmp_path / "saved" / weights.name).read_bytes() == weights.read_bytes(), weights.name

@@ -1,6 +1,6 @@
 """Plug the Qwen3.5 compression policy into optimum-intel's CLI and Python entry points.
 
-Three functions are wrapped; each behaves exactly as before for any model that is not Qwen3.5:
+These functions are wrapped; each behaves exactly as before for any model that is not Qwen3.5:
 
 * ``optimum.commands.export.openvino.prepare_wc_config`` (``optimum-cli export openvino`` with
   ``--weight-format int4|int8`` and flags): validates the flags, turns ``--dataset FILE`` into
@@ -16,6 +16,10 @@ Three functions are wrapped; each behaves exactly as before for any model that i
   (:mod:`.embedding`), and after NNCF's INT4 pass runs the INT8 pass for the weights the policy
   keeps in INT8; pages of the IR's mapped ``.bin`` are released as they are read
   (:mod:`..exporters.page_release`).
+* ``OVQuantizer._quantize_ovbasemodel`` (every compression of a loaded model: ``from_pretrained(...,
+  quantization_config=...)`` with or without export, ``OVQuantizer``, optimum-cli's compression
+  step): for a model with a plugin IR, a scratch space the compressed constants go to as they are
+  made (:func:`in_scratch_space`), as an export has.
 
 The output folder needs no hook here: the export hooks stage optimum-cli's whole run.
 """
@@ -24,11 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openvino as ov
 import optimum.commands.export.openvino as ov_command
 import optimum.intel.openvino.configuration as ov_configuration
 import optimum.intel.openvino.modeling_base as ov_modeling_base
@@ -39,7 +45,7 @@ from ..exporters.hooks import qwen35_checkpoint_config, wrap
 from ..exporters.page_release import released_file_pages
 from ..exporters.plugin_ir import marked_policy_config
 from ..exporters.progress import advance
-from ..exporters.scratch import spilled_constant
+from ..exporters.scratch import scratch_parent, scratch_space, spilled_constant
 from ..runtime import is_plugin_ir
 from . import policy
 from .calibration import vision_language_calibration
@@ -121,9 +127,11 @@ def compressed_constants_in_scratch() -> Iterator[None]:
     made (:func:`..exporters.scratch.spilled_constant`), instead of staying in anonymous memory until
     the compressed IR is saved.
 
-    The scratch space is the export's: ``optimum-cli``'s and ``optimum_qwen35.export``'s whole run
-    holds one beside the output, which lives until the compressed IR is saved. Without one
-    (``from_pretrained(..., quantization_config=...)`` in Python) nothing is moved.
+    The scratch space is the export's on ``optimum-cli`` and ``optimum_qwen35.export`` (their whole
+    run holds one beside the output); on the Python routes that compress a loaded model
+    (``from_pretrained(..., quantization_config=...)`` with or without ``export=True``,
+    ``OVQuantizer``) the compression holds one (:func:`in_scratch_space`). Either way the compressed
+    model's constants own their mappings, so the model the user gets keeps them file-backed.
     """
     import nncf.quantization.algorithms.weight_compression.openvino_backend as backend
 
@@ -137,6 +145,29 @@ def compressed_constants_in_scratch() -> Iterator[None]:
         yield
     finally:
         backend.create_ov_const_from_tensor = original
+
+
+@contextlib.contextmanager
+def in_scratch_space(model: Any, save_directory: Any) -> Iterator[None]:
+    """A scratch space for compressing ``model`` (an optimum-intel ``OVBaseModel``) when one of its
+    parts is a plugin IR: beside ``save_directory`` when the result is saved, else beside the folder
+    the model was read from (for ``export=True``, optimum-intel's temporary export folder).
+
+    The compressed model lives on in the user's hands (``from_pretrained`` returns it, ``OVQuantizer``
+    compresses in place), so its constants must outlive this block: they do, because each spilled
+    constant owns its mapping (:func:`..exporters.scratch.spilled_constant`) and its file is unlinked
+    once mapped; the disk space is freed when the model is. Nested in an export's scratch space
+    (``optimum-cli``'s compression step) the export's is used. Models of other types get none.
+    """
+    parts = [part for part in model.ov_models.values() if isinstance(part, ov.Model)]
+    if not any(is_plugin_ir(part) for part in parts):
+        yield
+        return
+    folder = save_directory if save_directory is not None else model.model_save_dir
+    if folder is not None and not isinstance(folder, str | os.PathLike):  # optimum-intel's TemporaryDirectory
+        folder = folder.name
+    with scratch_space(scratch_parent(folder)):
+        yield
 
 
 def install(model_types: set[str]) -> None:
@@ -206,10 +237,18 @@ def install(model_types: set[str]) -> None:
 
         return _weight_only_quantization
 
+    def make_quantize_ovbasemodel(original):
+        def _quantize_ovbasemodel(self, ov_config, save_directory=None, *args, **kwargs):
+            with in_scratch_space(self.model, save_directory):
+                return original(self, ov_config, save_directory, *args, **kwargs)
+
+        return _quantize_ovbasemodel
+
     wrap(ov_command, "prepare_wc_config", make_prepare_wc_config)
     wrap(ov_configuration, "get_default_quantization_config", make_get_default_quantization_config)
     wrap(ov_modeling_base, "get_default_quantization_config", make_get_default_quantization_config)
     wrap(ov_quantization, "_weight_only_quantization", make_weight_only_quantization)
+    wrap(ov_quantization.OVQuantizer, "_quantize_ovbasemodel", make_quantize_ovbasemodel)
     wrap(
         ov_quantization.OVCalibrationDatasetBuilder,
         "build_from_quantization_config",

@@ -9,6 +9,13 @@ mapped back: its pages are clean file pages that the kernel may drop and that
 tensors; loading (:mod:`.loading`), the expert weights (:mod:`.weight_dtypes`) and compression
 (the constants NNCF makes, :func:`spilled_constant`) use it.
 
+Two lifetimes: a torch tensor from :func:`write_tensors` is mapped by safetensors, which the
+constant OpenVINO builds on it does not keep alive, so those mappings live as long as the scratch
+space (an export's whole run, its save included). A constant from :func:`spilled_constant` owns
+its mapping (OpenVINO's own reader maps the file), so it lives exactly as long as the model that
+holds it — which is what lets ``from_pretrained(..., quantization_config=...)`` hand the user a
+compressed model whose constants are file-backed after its scratch space is gone.
+
 The tensors are streamed through one reused buffer of :data:`CHUNK_BYTES`, whatever their strides:
 a temporary per tensor would be freed right after and, below glibc's mmap threshold, leave the
 heap fragmented (1.4 GB of resident but unused memory on the 2B shape).
@@ -18,14 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import itertools
 import json
+import os
 import shutil
 import struct
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import openvino as ov
 import openvino.opset14 as ops
 import torch
@@ -71,6 +80,18 @@ def scratch_space(parent: Path) -> Iterator[Path]:
         _folder.reset(token)
         _mapped.reset(mapped)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def scratch_parent(folder: str | os.PathLike | None) -> Path:
+    """Where the scratch space of a compression that reads or writes ``folder`` goes: beside
+    ``folder`` (on the disk that holds the model, as an export's goes beside its output), or the
+    system's temporary folder when there is no folder or its parent is not writable (a read-only
+    model folder's parent, a vanished temporary folder)."""
+    if folder is not None:
+        parent = Path(folder).absolute().parent
+        if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+            return parent
+    return Path(tempfile.gettempdir())
 
 
 def current_scratch() -> Path | None:
@@ -145,21 +166,34 @@ def write_tensors(
     return result
 
 
+@functools.cache
+def _reader() -> ov.Core:
+    """The OpenVINO core that maps spilled constants (creating one per constant would cost more than the read)."""
+    return ov.Core()
+
+
 def spilled_constant(constant: ov.Node) -> ov.Node:
     """An OpenVINO ``Constant`` with ``constant``'s type, shape, name and bytes, its data mapped from a
-    scratch file; ``constant`` itself outside :func:`scratch_space` or when it is small."""
+    scratch file; ``constant`` itself outside :func:`scratch_space` or when it is small.
+
+    The constant is written as a one-constant IR and read back by OpenVINO with its weights mapped
+    (``ENABLE_MMAP``, a read-only shared mapping): the mapping then belongs to the new constant
+    itself, not to a Python object beside it, so the constant stays valid in any model, compiled
+    model or clone that holds it, after the scratch space has ended (the files are unlinked once
+    mapped). A ``numpy.memmap`` wrapped with ``shared_memory=True`` would not be kept alive by the
+    constant, and a model outliving it would read unmapped memory.
+    """
     folder = current_scratch()
-    data = constant.data  # the raw values; sub-byte types (u4, i4) as packed bytes
-    if folder is None or data.nbytes < SPILL_MIN_BYTES:
+    if folder is None or constant.data.nbytes < SPILL_MIN_BYTES:
         return constant
-    destination = folder / f"{next(_counter)}.bin"
-    data.tofile(destination)
-    mapped = np.memmap(destination, dtype=data.dtype, mode="c", shape=data.shape)
-    _mapped.get().append(mapped)
-    spilled = ops.constant(
-        ov.Tensor(mapped, constant.get_output_shape(0), constant.get_output_element_type(0)), shared_memory=True
+    destination = folder / f"{next(_counter)}.xml"
+    ov.save_model(ov.Model([ops.result(constant)], []), destination, compress_to_fp16=False)
+    spilled = next(
+        op
+        for op in _reader().read_model(destination, config={"ENABLE_MMAP": True}).get_ordered_ops()
+        if op.get_type_name() == "Constant"
     )
-    spilled.set_friendly_name(constant.get_friendly_name())
-    with contextlib.suppress(OSError):
-        destination.unlink()
+    for file in (destination, destination.with_suffix(".bin")):
+        with contextlib.suppress(OSError):  # Windows keeps a mapped file; the folder goes at the end
+            file.unlink()
     return spilled
