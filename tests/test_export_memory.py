@@ -281,6 +281,72 @@ def test_compressing_an_exported_folder_keeps_constants_file_backed(
     assert _no_scratch_left(hub_moe_export.parent, tmp_path)
 
 
+def _failing_spills(monkeypatch, disk_fills: bool) -> None:
+    """Every spill of a compressed constant (:func:`scratch.spilled_constant`, at any size) fails as
+    OpenVINO's writer fails on a full disk — a partial file, then a bare iostream error — and, when
+    ``disk_fills``, the disk reports no free space from then on."""
+    import shutil
+
+    import openvino
+
+    from optimum_qwen35.exporters import scratch
+
+    monkeypatch.setattr(scratch, "SPILL_MIN_BYTES", 0)
+    real_save, real_usage = openvino.save_model, shutil.disk_usage
+    filled = []
+
+    def save_model(model, path, *args, **kwargs):
+        if not Path(path).parent.name.startswith(scratch.SCRATCH_PREFIX):
+            return real_save(model, path, *args, **kwargs)
+        Path(path).with_suffix(".bin").write_bytes(b"\0" * 4096)
+        filled.append(disk_fills)
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    def disk_usage(path):
+        usage = real_usage(path)
+        return usage._replace(free=0) if any(filled) else usage
+
+    monkeypatch.setattr(openvino, "save_model", save_model)
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+
+
+@pytest.mark.parametrize("disk_fills", [True, False])
+def test_a_full_disk_while_compressing_in_python_is_reported(disk_fills, hub_moe_export, monkeypatch):
+    """``from_pretrained(folder, quantization_config=...)`` whose compressed constants fill the disk:
+    a ``DiskFullError`` naming the scratch folder's disk and the fix, no scratch folder left behind;
+    a write error on a disk with space stays OpenVINO's own error."""
+    from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
+
+    from optimum_qwen35 import DiskFullError
+
+    _failing_spills(monkeypatch, disk_fills)
+    with pytest.raises(DiskFullError if disk_fills else RuntimeError) as raised:
+        OVModelForCausalLM.from_pretrained(
+            hub_moe_export, quantization_config=OVWeightQuantizationConfig(bits=4), compile=False
+        )
+    if disk_fills:
+        message = str(raised.value)
+        assert f"scratch files in {hub_moe_export.parent} " in message
+        assert message.startswith("No space left on device for the compressed weights'")
+        assert "Fix: free disk space there" in message
+    else:
+        assert "iostream error" in str(raised.value)
+    assert _no_scratch_left(hub_moe_export.parent)
+
+
+def test_a_full_disk_while_the_cli_spills_compressed_constants_is_reported(hub_moe_checkpoint, tmp_path, monkeypatch):
+    """The CLI route: a compressed constant that fills the disk is the export's own full-disk report
+    (the partial output removed, nothing left beside it), not OpenVINO's bare iostream error (seen on
+    a 35B-A3B 8-layer export that shared its disk)."""
+    import optimum_qwen35
+    from optimum_qwen35 import DiskFullError
+
+    _failing_spills(monkeypatch, disk_fills=True)
+    with pytest.raises(DiskFullError, match=r"No space left on device while exporting to .*out .*Fix: free disk"):
+        optimum_qwen35.export(hub_moe_checkpoint, tmp_path / "out", weight_format="int4", convert_tokenizer=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_visual_from_pretrained_export_keeps_every_part_file_backed(composite_checkpoint, tmp_path, monkeypatch):
     """``OVModelForVisualCausalLM.from_pretrained(..., export=True, quantization_config=...)``: every
     part of the vision-language layout (the language model's INT4/INT8 and optimum-intel's INT8 of

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,9 @@ import optimum.intel.openvino.configuration as ov_configuration
 import optimum.intel.openvino.modeling_base as ov_modeling_base
 import optimum.intel.openvino.quantization as ov_quantization
 
-from ..errors import CalibrationDataError
+from ..errors import CalibrationDataError, DiskFullError
 from ..exporters.hooks import qwen35_checkpoint_config, wrap
+from ..exporters.output_dir import current_staging
 from ..exporters.page_release import released_file_pages
 from ..exporters.plugin_ir import marked_policy_config
 from ..exporters.progress import advance
@@ -166,8 +169,23 @@ def in_scratch_space(model: Any, save_directory: Any) -> Iterator[None]:
     folder = save_directory if save_directory is not None else model.model_save_dir
     if folder is not None and not isinstance(folder, str | os.PathLike):  # optimum-intel's TemporaryDirectory
         folder = folder.name
-    with scratch_space(scratch_parent(folder)):
-        yield
+    parent = scratch_parent(folder)
+    try:
+        with scratch_space(parent):
+            yield
+    except OSError as error:
+        # Inside optimum-cli's run the export's own handler reports the full disk (and removes the
+        # partial output); a Python route has no such handler, so the report is made here.
+        if error.errno != errno.ENOSPC or isinstance(error, DiskFullError) or current_staging() is not None:
+            raise
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"No space left on device for the compressed weights' scratch files in {parent} "
+            f"({shutil.disk_usage(parent).free / 1e9:.2f} GB free once they were removed). The compressed "
+            "model keeps its weights there, as file pages, while it lives. Fix: free disk space there (about "
+            "the compressed model's size is needed), or read the model from (or save it to) a folder on "
+            "another disk.",
+        ) from error
 
 
 def install(model_types: set[str]) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import functools
 import itertools
 import json
@@ -40,7 +41,7 @@ import openvino.opset14 as ops
 import torch
 from safetensors import safe_open
 
-from .output_dir import make_owned_folder
+from .output_dir import NEARLY_FULL_BYTES, make_owned_folder
 from .progress import substeps
 
 #: safetensors' names of the dtypes scratch tensors may have.
@@ -187,7 +188,17 @@ def spilled_constant(constant: ov.Node) -> ov.Node:
     if folder is None or constant.data.nbytes < SPILL_MIN_BYTES:
         return constant
     destination = folder / f"{next(_counter)}.xml"
-    ov.save_model(ov.Model([ops.result(constant)], []), destination, compress_to_fp16=False)
+    try:
+        ov.save_model(ov.Model([ops.result(constant)], []), destination, compress_to_fp16=False)
+    except (OSError, RuntimeError) as error:
+        # OpenVINO's writer reports a full disk only as "basic_ios::clear: iostream error" (inside an
+        # export, output_dir's wrapper has already made that an ENOSPC OSError): judge it here,
+        # while the partial file still takes its space, so that every route reports a full disk.
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise
+        if shutil.disk_usage(folder).free < constant.data.nbytes + NEARLY_FULL_BYTES:
+            raise OSError(errno.ENOSPC, "No space left on device", str(destination.with_suffix(".bin"))) from error
+        raise
     spilled = next(
         op
         for op in _reader().read_model(destination, config={"ENABLE_MMAP": True}).get_ordered_ops()
