@@ -460,7 +460,6 @@ def test_int4_cli_compresses_the_whole_layout(vl_reference_int4):
     assert text.texts[0].strip()
 
 
-
 def test_text_embeddings_table_is_compressed_in_chunks_to_nncfs_constants(vl_moe, monkeypatch):
     """The text-embeddings model's vocabulary table goes through the chunked INT8 compression, as the
     text LLM's does: NNCF would take the whole table at once (2 GB of f32 plus temporaries on the hub's
@@ -491,6 +490,7 @@ def test_text_embeddings_table_is_compressed_in_chunks_to_nncfs_constants(vl_moe
     assert {np.int8, np.float16} <= {array.dtype.type for array in chunked}  # weights, scale
     for expected, actual in zip(whole, chunked, strict=True):
         np.testing.assert_array_equal(actual, expected)
+
 
 # --- bad input ------------------------------------------------------------------------------------------
 
