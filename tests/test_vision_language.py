@@ -460,6 +460,38 @@ def test_int4_cli_compresses_the_whole_layout(vl_reference_int4):
     assert text.texts[0].strip()
 
 
+def test_text_embeddings_table_is_compressed_in_chunks_to_nncfs_constants(vl_moe, monkeypatch):
+    """The text-embeddings model's vocabulary table goes through the chunked INT8 compression, as the
+    text LLM's does: NNCF would take the whole table at once (2 GB of f32 plus temporaries on the hub's
+    248320 x 2048, the peak of the 35B-A3B export). The constants are NNCF's own; the vision
+    position table, also looked up by an input named ``input``, is not a vocabulary table."""
+    import nncf
+
+    from optimum_qwen35.compression import embedding
+
+    def constants(output: ov.Output) -> list[np.ndarray]:
+        return [constant.get_data().copy() for constant in embedding._constants(output)]
+
+    core = ov.Core()
+    assert embedding.embedding_constant(core.read_model(vl_moe / "openvino_vision_embeddings_pos_model.xml")) is None
+    model = core.read_model(vl_moe / "openvino_text_embeddings_model.xml")
+    table = embedding.embedding_constant(model)
+    text_config = json.loads((vl_moe / "config.json").read_text())["text_config"]
+    vocab, hidden = text_config["vocab_size"], text_config["hidden_size"]
+    assert list(table.get_output_shape(0)) == [vocab, hidden]
+    mode = nncf.CompressWeightsMode.INT8_SYM  # optimum-intel's config for the parts beside the language model
+    whole = constants(embedding._compress_chunk(table, slice(0, vocab), mode))
+    monkeypatch.setattr(embedding, "CHUNK_BYTES", 100 * 4 * hidden)  # 100 rows per chunk, the last one short
+    assert embedding.compress_vocabulary_tables(model, mode)
+    gather = model.output("inputs_embeds").get_node().input_value(0).get_node()  # the Result's producer
+    while gather.get_type_name() == "Convert":
+        gather = gather.input_value(0).get_node()
+    chunked = constants(gather.input_value(0))
+    assert {np.int8, np.float16} <= {array.dtype.type for array in chunked}  # weights, scale
+    for expected, actual in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
 # --- bad input ------------------------------------------------------------------------------------------
 
 

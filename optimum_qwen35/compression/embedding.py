@@ -36,13 +36,20 @@ CHUNK_BYTES = 256 * 2**20
 _FLOAT_TYPES = (ov.Type.f32, ov.Type.f16, ov.Type.bf16)
 
 
+def _looks_up_tokens(gather: ov.Node) -> bool:
+    """Whether a Gather looks up token ids given as a model input: the text LLM's ``input_ids``, or the
+    input of the vision-language layout's text-embeddings model, whose result is ``inputs_embeds``
+    (optimum-intel names that input ``input``, like the vision position table's, which is not one)."""
+    indices = through_converts(gather.input_value(1))
+    if indices.get_type_name() != "Parameter":
+        return False
+    return "input_ids" in indices.output(0).get_names() or "inputs_embeds" in gather.output(0).get_names()
+
+
 def embedding_constant(model: ov.Model) -> ov.Node | None:
-    """The float Constant ``[vocab, hidden]`` that the ``input_ids`` Gather reads, if there is one."""
+    """The float Constant ``[vocab, hidden]`` that the token-id Gather reads, if there is one."""
     for node in model.get_ordered_ops():
-        if node.get_type_name() != "Gather":
-            continue
-        indices = through_converts(node.input_value(1))
-        if indices.get_type_name() != "Parameter" or "input_ids" not in indices.output(0).get_names():
+        if node.get_type_name() != "Gather" or not _looks_up_tokens(node):
             continue
         table = through_converts(node.input_value(0))
         if table.get_type_name() == "Constant" and table.get_element_type() in _FLOAT_TYPES:

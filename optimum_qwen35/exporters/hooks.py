@@ -17,7 +17,8 @@ need changing for Qwen3.5 while every other model must stay untouched:
   file-backed scratch space the export writes the tensors it makes to (``scratch.py``).
 * ``_save_model`` (every converted part of every export, stateful or not): for the parts of a plugin
   export, the decompression marks of the 16-bit MoE experts and the plugin's marks (``plugin_ir.py``), before
-  optimum-intel's own rt_info and the file.
+  optimum-intel's own rt_info and the file; the heap pages the part's trace freed go back to the
+  kernel (``page_release.py``).
 * ``patch_stateful`` (skipped with ``--disable-stateful``): our stateful step for our IRs (dtype
   normalisation first); the MTP head gets optimum-intel's KV-cache step.
 * ``add_hidden_states_rt_info``: the per-layer hidden-state locators of our IRs (``hidden_states.py``);
@@ -57,7 +58,7 @@ from .hidden_states import annotate_hidden_states
 from .loading import zero_copy_loading
 from .mtp_config import MTP_MODEL_TYPE
 from .output_dir import current_staging, overwrite_requested, staged_output
-from .page_release import released_file_pages
+from .page_release import release_free_heap, released_file_pages
 from .plugin_ir import finish, is_plugin_export
 from .processor_files import write_processor_files
 from .progress import advance, export_progress
@@ -233,6 +234,8 @@ def install(model_types: set[str]) -> None:
             export_config = kwargs.get("config", args[2] if len(args) > 2 else None)
             if is_plugin_export(export_config):
                 finish(model, export_config)
+                # The part's trace is over: its temporaries are free but still resident in the heap.
+                release_free_heap()
             return original(model, path, *args, **kwargs)
 
         return _save_model
