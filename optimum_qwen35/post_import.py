@@ -13,7 +13,9 @@ The function runs only when no watched module is still executing: ``optimum.expo
 imports ``optimum.intel`` half-way through its own code, and registering at that point would
 find optimum-intel's export configs not yet registered. The plugin's own submodules count as
 watched for this too: ``import optimum_qwen35.runtime`` imports ``optimum.intel`` from its first
-lines, and registering then would call into ``runtime`` before it is defined.
+lines, and registering then would call into ``runtime`` before it is defined. The count is the
+process's: if threads import watched modules at the same time, the call comes at the end of the
+last of them, never while one is still executing.
 """
 
 from __future__ import annotations
