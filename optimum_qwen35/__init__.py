@@ -5,6 +5,11 @@ Importing the package registers it with optimum (``optimum-cli`` does this by it
     import optimum_qwen35
     from optimum.intel import OVModelForCausalLM
     model = OVModelForCausalLM.from_pretrained("Qwen/Qwen3.5-0.8B", export=True)
+
+Registration happens when optimum-intel is imported (at once if it already is), not when this
+package is: importing optimum-intel loads torch and transformers (0.42 GB), which a process that
+runs an IR with openvino-genai and only wants :func:`released_weight_pages` should not pay for. So
+nothing imported here may import optimum, transformers or torch at module level.
 """
 
 __version__ = "0.1.0"
@@ -19,10 +24,10 @@ from .errors import (
     UnsupportedEnvironmentError,
 )
 from .export import export
-from .registry import register
+from .registry import register, register_when_optimum_is_imported
 from .weight_pages import released_weight_pages
 
-register()
+register_when_optimum_is_imported()
 
 __all__ = [
     "ChatTemplateError",

@@ -30,6 +30,29 @@ def is_qwen35_config(config: dict, text_model_types: set[str]) -> bool:
     return config.get("model_type") in text_model_types or read_model_type(config) in text_model_types
 
 
+def checkpoint_config(model_name_or_path: str | Path, **hub_kwargs) -> dict | None:
+    """Parsed ``config.json`` of a local folder or a hub id (from the local cache), else None."""
+    path = Path(str(model_name_or_path))
+    if path.is_dir():
+        config_file = path / "config.json"
+        return json.loads(config_file.read_text()) if config_file.is_file() else None
+    try:
+        from transformers import AutoConfig
+
+        keys = ("revision", "cache_dir", "token", "trust_remote_code", "subfolder")
+        return AutoConfig.from_pretrained(
+            str(model_name_or_path), **{k: v for k, v in hub_kwargs.items() if k in keys}
+        ).to_dict()
+    except Exception:  # an unreachable hub or a non-transformers model: not ours to decide
+        return None
+
+
+def qwen35_checkpoint_config(model_name_or_path: str | Path, model_types: set[str], **hub_kwargs) -> dict | None:
+    """``config.json`` of a checkpoint (or exported folder) whose model type is in ``model_types``, else None."""
+    config = checkpoint_config(model_name_or_path, **hub_kwargs)
+    return config if config is not None and is_qwen35_config(config, model_types) else None
+
+
 def load_config(path: Path) -> dict:
     config_file = path / CONFIG_FILE
     if not config_file.is_file():

@@ -11,9 +11,8 @@ from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import validate_local_checkpoint
+from .checkpoint import qwen35_checkpoint_config, validate_local_checkpoint
 from .errors import CompressionConfigError, NotQwen35Error
-from .exporters.hooks import qwen35_checkpoint_config
 from .exporters.output_dir import allow_overwrite, check_output
 from .registry import TEXT_MODEL_TYPES, register
 from .versions import check_environment

@@ -19,7 +19,7 @@ from typing import Any
 
 from optimum.intel.openvino.modeling_base import OVBaseModel, is_offline_mode
 
-from .exporters.hooks import qwen35_checkpoint_config
+from .checkpoint import qwen35_checkpoint_config
 
 logger = logging.getLogger(__name__)
 

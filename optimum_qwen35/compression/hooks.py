@@ -42,8 +42,9 @@ import optimum.intel.openvino.configuration as ov_configuration
 import optimum.intel.openvino.modeling_base as ov_modeling_base
 import optimum.intel.openvino.quantization as ov_quantization
 
+from ..checkpoint import qwen35_checkpoint_config
 from ..errors import CalibrationDataError, DiskFullError
-from ..exporters.hooks import qwen35_checkpoint_config, wrap
+from ..exporters.hooks import wrap
 from ..exporters.output_dir import current_staging
 from ..exporters.page_release import released_file_pages
 from ..exporters.plugin_ir import marked_policy_config

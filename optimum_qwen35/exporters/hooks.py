@@ -36,7 +36,6 @@ Installing is idempotent.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -48,7 +47,7 @@ import optimum.exporters.openvino.__main__ as ov_main
 import optimum.exporters.openvino.convert as ov_convert
 from optimum.exporters.tasks import TasksManager
 
-from ..checkpoint import checkpoint_dtype, is_qwen35_config, validate_local_checkpoint
+from ..checkpoint import checkpoint_dtype, qwen35_checkpoint_config, validate_local_checkpoint
 from ..errors import ChatTemplateError, CheckpointError
 from ..versions import check_environment
 from .command import add_arguments, note_verbosity, thinking, verbose
@@ -72,29 +71,6 @@ logger = logging.getLogger(__name__)
 
 TEXT_TASK = "text-generation-with-past"
 _WRAPPED = "__optimum_qwen35_original__"
-
-
-def checkpoint_config(model_name_or_path: Any, **hub_kwargs) -> dict | None:
-    """Parsed ``config.json`` of a local folder or a hub id (from the local cache), else None."""
-    path = Path(str(model_name_or_path))
-    if path.is_dir():
-        config_file = path / "config.json"
-        return json.loads(config_file.read_text()) if config_file.is_file() else None
-    try:
-        from transformers import AutoConfig
-
-        keys = ("revision", "cache_dir", "token", "trust_remote_code", "subfolder")
-        return AutoConfig.from_pretrained(
-            str(model_name_or_path), **{k: v for k, v in hub_kwargs.items() if k in keys}
-        ).to_dict()
-    except Exception:  # an unreachable hub or a non-transformers model: not ours to decide
-        return None
-
-
-def qwen35_checkpoint_config(model_name_or_path: Any, model_types: set[str], **hub_kwargs) -> dict | None:
-    """``config.json`` of a checkpoint (or exported folder) whose model type is in ``model_types``, else None."""
-    config = checkpoint_config(model_name_or_path, **hub_kwargs)
-    return config if config is not None and is_qwen35_config(config, model_types) else None
 
 
 def loading_dtype(model_name_or_path: Any, config: dict, ov_config: Any) -> str | None:
