@@ -281,6 +281,27 @@ def test_compressing_an_exported_folder_keeps_constants_file_backed(
     assert _no_scratch_left(hub_moe_export.parent, tmp_path)
 
 
+@pytest.mark.parametrize("recipe", [{"awq": True, "scale_estimation": True}, {"gptq": True}], ids=["awq-se", "gptq"])
+def test_data_aware_compression_keeps_constants_file_backed(recipe, reference_checkpoint, monkeypatch):
+    """Data-aware recipes (AWQ with scale estimation, GPTQ) make their constants through the same
+    NNCF backend call as data-free compression, so they go to the scratch space too: every
+    compressed constant of the returned model is a deleted scratch file's page."""
+    from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
+
+    from optimum_qwen35.exporters import scratch
+
+    monkeypatch.setattr(scratch, "SPILL_MIN_BYTES", 0)
+    texts = [f"def f{i}(x):\n    return x * {i} + len(str(x))\n" * 20 for i in range(4)]
+    config = OVWeightQuantizationConfig(
+        bits=4, dataset=texts, num_samples=4, tokenizer=str(reference_checkpoint), **recipe
+    )
+    model = OVModelForCausalLM.from_pretrained(
+        reference_checkpoint, export=True, quantization_config=config, compile=False
+    )
+    counts, _ = compressed_constant_backing(model.model)
+    assert counts["scratch"] > 0 and counts["anonymous"] == counts["file"] == 0, counts
+
+
 def _failing_spills(monkeypatch, disk_fills: bool) -> None:
     """Every spill of a compressed constant (:func:`scratch.spilled_constant`, at any size) fails as
     OpenVINO's writer fails on a full disk — a partial file, then a bare iostream error — and, when
