@@ -125,6 +125,18 @@ def staged_output(output: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def raise_if_disk_full(error: Exception, path: str | os.PathLike, pending_bytes: int = 0) -> None:
+    """Raise ``OSError(ENOSPC)`` naming ``path``, from ``error``, if the write of ``path`` that raised
+    ``error`` failed on a full disk: fewer than :data:`NEARLY_FULL_BYTES` + ``pending_bytes`` free
+    on its disk. OpenVINO's writer reports a full disk only as "basic_ios::clear: iostream error",
+    so this must be judged while the partial file still takes its space. An ``ENOSPC`` error
+    already says so and is left as it is."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return
+    if shutil.disk_usage(Path(path).absolute().parent).free < NEARLY_FULL_BYTES + pending_bytes:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path)) from error
+
+
 @contextmanager
 def _full_disk_detected_when_writing() -> Iterator[None]:
     """While active, a failed IR write on a nearly full disk is raised as ``ENOSPC``.
@@ -144,8 +156,7 @@ def _full_disk_detected_when_writing() -> Iterator[None]:
             try:
                 return save_model(model, output_model, *args, **kwargs)
             except RuntimeError as error:
-                if shutil.disk_usage(Path(output_model).absolute().parent).free < NEARLY_FULL_BYTES:
-                    raise OSError(errno.ENOSPC, "No space left on device", str(output_model)) from error
+                raise_if_disk_full(error, output_model)
                 raise
 
         return save_model_checked

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import errno
 import functools
 import itertools
 import json
@@ -41,7 +40,7 @@ import openvino.opset14 as ops
 import torch
 from safetensors import safe_open
 
-from .output_dir import NEARLY_FULL_BYTES, make_owned_folder
+from .output_dir import make_owned_folder, raise_if_disk_full
 from .progress import substeps
 
 #: safetensors' names of the dtypes scratch tensors may have.
@@ -191,13 +190,9 @@ def spilled_constant(constant: ov.Node) -> ov.Node:
     try:
         ov.save_model(ov.Model([ops.result(constant)], []), destination, compress_to_fp16=False)
     except (OSError, RuntimeError) as error:
-        # OpenVINO's writer reports a full disk only as "basic_ios::clear: iostream error" (inside an
-        # export, output_dir's wrapper has already made that an ENOSPC OSError): judge it here,
-        # while the partial file still takes its space, so that every route reports a full disk.
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            raise
-        if shutil.disk_usage(folder).free < constant.data.nbytes + NEARLY_FULL_BYTES:
-            raise OSError(errno.ENOSPC, "No space left on device", str(destination.with_suffix(".bin"))) from error
+        # Judged here, not only by the export's own check (output_dir), so that every route into a
+        # compression reports a full disk, the Python ones included.
+        raise_if_disk_full(error, destination.with_suffix(".bin"), constant.data.nbytes)
         raise
     spilled = next(
         op
