@@ -46,7 +46,7 @@ from optimum_qwen35.compression.mixed_precision import compress_int8
 from optimum_qwen35.compression.policy import (
     ATTENTION_PROJECTIONS,
     LINEAR_ATTENTION_PROJECTIONS,
-    MLP_DOWN_PROJECTIONS_AT_ENDS,
+    MLP_DOWN_PROJECTIONS,
     MOE_ROUTERS,
     with_never_compressed,
 )
@@ -58,18 +58,24 @@ from optimum_qwen35.runtime import lm_head
 
 # Weight groups, as regexes over the IR's weight-op names (``__module.model.layers.3.self_attn.q_proj/...``).
 GDN = LINEAR_ATTENTION_PROJECTIONS  # Gated DeltaNet in_proj_qkv/z/a/b, out_proj: INT8 in every row
-DOWN = r".*\.mlp\.(?:shared_expert\.)?down_proj/.*"  # mlp.down_proj of every layer (MoE: the shared expert's)
+DOWN = MLP_DOWN_PROJECTIONS  # mlp.down_proj of every layer (MoE: the shared expert's)
 ROUTERS = MOE_ROUTERS  # MoE mlp.gate (the shared expert gate is never compressed)
 ATTENTION = ATTENTION_PROJECTIONS
 SHARED_EXPERT = r".*\.mlp\.shared_expert\.(?:gate|up|down)_proj/.*"
 GATE_UP = r".*\.mlp\.(?:shared_expert\.)?(?:gate|up)_proj/.*"
-#: down_proj of the first and the last decoder layer only; ``{last}`` is the last layer's index.
-DOWN_ENDS = MLP_DOWN_PROJECTIONS_AT_ENDS
+#: down_proj of the first and the last decoder layer only (the default of issue #14 to #21);
+#: ``{last}`` is the last layer's index.
+DOWN_ENDS = r".*\.layers\.(?:0|{last})\.mlp\.(?:shared_expert\.)?down_proj/.*"
+#: down_proj of the layers llama.cpp's Q4_K_M gives more bits (``use_more_bits`` in its
+#: llama-quant.cpp: the first and last eighth and every third layer between, half the layers);
+#: ``{more_bits}`` is that set of layer indices.
+DOWN_MORE_BITS = r".*\.layers\.(?:{more_bits})\.mlp\.(?:shared_expert\.)?down_proj/.*"
 #: The INT8 set of the policy before issue #14 (routers only where they exist).
 DOWN8 = (GDN, DOWN, ROUTERS)
 GROUP_NAMES = {GDN: "gdn", DOWN: "down", ROUTERS: "routers", ATTENTION: "attn", SHARED_EXPERT: "shared"}
 GROUP_NAMES[GATE_UP] = "gate/up"
 GROUP_NAMES[DOWN_ENDS] = "down@ends"
+GROUP_NAMES[DOWN_MORE_BITS] = "down@more-bits"
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ ROWS: dict[str, Row] = {
     "attn8-down4-g32":   Row(int8=(GDN, ROUTERS, ATTENTION), group_size=32),
     "attn8-ends8-g64":   Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=64),
     "attn8-ends8-g32":   Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_ENDS), group_size=32),
+    "attn8-more8-g32":   Row(int8=(GDN, ROUTERS, ATTENTION, DOWN_MORE_BITS), group_size=32),
     "attn8-vocab4-g64":  Row(int8=(*DOWN8, ATTENTION), group_size=64, vocabulary="int4"),
     "attn8-vocab4-g32":  Row(int8=(*DOWN8, ATTENTION), group_size=32, vocabulary="int4"),
     # The vocabulary table (tied embedding/lm_head) in the row's INT4 instead of INT8.
@@ -128,16 +135,23 @@ ROWS: dict[str, Row] = {
 }
 # fmt: on
 #: The row ``--weight-format int4`` is (optimum_qwen35/compression/policy.py).
-DEFAULT_ROW = "attn8-ends8-g32"
+DEFAULT_ROW = "attn8-g32"
 
 #: The Qwen3.5-0.8B text config (a copy of the hub's), for the size column.
 SHAPE_0_8B = Path(__file__).parents[1] / "tests" / "data" / "hub-configs" / "Qwen3.5-0.8B" / "config.json"
 _WEIGHTED_OPS = {"MatMul", "Gather"}
 
 
+def more_bits_layers(num_layers: int) -> list[int]:
+    """The layers llama.cpp's ``use_more_bits(i, n)`` picks: first and last eighth, every third between."""
+    eighth = num_layers // 8
+    return [i for i in range(num_layers) if i < eighth or i >= 7 * num_layers // 8 or (i - eighth) % 3 == 2]
+
+
 def resolved(patterns: tuple[str, ...], num_layers: int) -> list[str]:
-    """``patterns`` with ``{last}`` replaced by the last decoder layer's index."""
-    return [p.replace("{last}", str(num_layers - 1)) for p in patterns]
+    """``patterns`` with ``{last}`` (the last decoder layer's index) and ``{more_bits}`` filled in."""
+    more_bits = "|".join(str(i) for i in more_bits_layers(num_layers))
+    return [p.replace("{last}", str(num_layers - 1)).replace("{more_bits}", more_bits) for p in patterns]
 
 
 def compress(fp32_ir: Path, row: Row) -> ov.Model:
