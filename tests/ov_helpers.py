@@ -114,20 +114,17 @@ def weight_precisions(export_dir: Path, xml: str = "openvino_model.xml") -> dict
 
 def policy_roles(precisions: dict) -> dict[str, set[str]]:
     """Weight dtypes grouped by policy role: Gated DeltaNet projections, full attention projections,
-    ``mlp.down_proj`` (dense, or an MoE model's shared expert) of the first and last decoder layer
-    (``down_ends``) and of the others (``down_proj``), the other MLP projections, embedding, conv."""
+    ``mlp.down_proj`` (dense, or an MoE model's shared expert), the other MLP projections, embedding, conv."""
     groups: dict[str, set[str]] = {
-        k: set() for k in ("linear_attn", "attention", "down_ends", "down_proj", "projections", "embedding", "conv")
+        k: set() for k in ("linear_attn", "attention", "down_proj", "projections", "embedding", "conv")
     }
-    layer_of = {name: int(m.group(1)) for name in precisions if (m := re.search(r"\.layers\.(\d+)\.", name))}
-    last = max(layer_of.values())
     for name, (dtype, _) in precisions.items():
         if ".linear_attn." in name:
             groups["linear_attn"].add(dtype)
         elif ".self_attn." in name:
             groups["attention"].add(dtype)
         elif re.search(r"\.mlp\.(shared_expert\.)?down_proj/", name):
-            groups["down_ends" if layer_of[name] in (0, last) else "down_proj"].add(dtype)
+            groups["down_proj"].add(dtype)
         elif "embed_tokens" in name:
             groups["embedding"].add(dtype)
         elif "GroupConvolution" in name:
@@ -144,7 +141,7 @@ def assert_policy(groups: dict[str, set[str]], int4: str = "u4", embedding: bool
     """
     assert groups["linear_attn"] == {"u8"}, "Gated DeltaNet projections must be INT8 under the default policy"
     assert groups["attention"] == {"u8"}, "full attention projections are INT8"
-    assert groups["down_ends"] == {"u8"}, "down_proj of the first and last layer is INT8"
-    assert groups["down_proj"] == groups["projections"] == {int4}, "the other MLP projections are INT4"
+    assert groups["down_proj"] == {"u8"}, "mlp.down_proj (MoE: the shared expert's) is INT8 in every layer"
+    assert groups["projections"] == {int4}, "the other MLP projections are INT4"
     assert groups["embedding"] == ({"u8"} if embedding else set()), "the embedding is INT8 (in the IR that has it)"
     assert groups["conv"] == {"f32"}, "the depthwise conv1d must stay uncompressed"

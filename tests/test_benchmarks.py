@@ -33,16 +33,28 @@ def test_bench_writes_every_figure_for_every_row(text_checkpoint, tmp_path):
     assert "plugin-fp16/genai" in result.stdout and "cold TTFT 8" in result.stdout  # the printed table
 
 
-def _bench():
-    """``benchmarks/bench.py`` as a module (it imports its sibling scripts)."""
+def _bench(name: str = "bench"):
+    """``benchmarks/<name>.py`` as a module (the scripts import their siblings)."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        spec = importlib.util.spec_from_file_location("bench", BENCHMARKS / "bench.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
-    return module
+
+
+def test_compression_sweep_default_row_is_the_plugins_int4_policy():
+    """The sweep's DEFAULT_ROW, whose figures docs/compression.md quotes for --weight-format int4, is the policy."""
+    from optimum_qwen35.compression import policy
+
+    sweep = _bench("compression_sweep")
+    row = sweep.ROWS[sweep.DEFAULT_ROW]
+    for text_config in ({"num_experts": 8}, {"intermediate_size": 96}):
+        routers = sweep.ROUTERS if text_config.get("num_experts") else None
+        int8 = [p for p in sweep.resolved(row.int8, 24) if p != sweep.ROUTERS or routers]
+        assert sorted(int8) == sorted(policy.int8_patterns_for(text_config))
+    assert (row.group_size, row.sym, row.vocabulary) == (policy.INT4_GROUP_SIZES[0], policy.INT4_SYMMETRIC, "int8")
+    # Row attn8-more8-g32: down_proj INT8 where llama.cpp's use_more_bits(i, n) gives Q4_K_M more bits.
+    assert sweep.more_bits_layers(8) == [0, 3, 6, 7] and len(sweep.more_bits_layers(64)) == 32
 
 
 @pytest.mark.parametrize("runtime", ["infer", "genai-sdpa"])

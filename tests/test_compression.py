@@ -288,24 +288,27 @@ def test_from_pretrained_bits4_gets_the_policy(text_checkpoint, tmp_path):
     assert_policy(policy_roles(weight_precisions(tmp_path / "out")))
 
 
-def test_policy_int8_set_names_the_first_and_last_down_proj_for_any_depth():
+def test_policy_int8_set_names_every_down_proj_and_router_but_not_the_experts():
     from optimum_qwen35.compression import policy
 
-    patterns = policy.int8_patterns_for({"num_hidden_layers": 24, "num_experts": 8})
+    patterns = policy.int8_patterns_for({"num_experts": 8})
     down = "__module.model.layers.{}.mlp.down_proj/aten::linear/MatMul"
     shared = "__module.model.language_model.layers.{}.mlp.shared_expert.down_proj/aten::linear/MatMul"
 
     def int8(name: str) -> bool:
         return any(re.match(p, name) for p in patterns)
 
-    assert [i for i in range(24) if int8(down.format(i))] == [0, 23]
-    assert [i for i in range(24) if int8(shared.format(i))] == [0, 23]
+    assert all(int8(down.format(i)) and int8(shared.format(i)) for i in range(64))
     assert int8("__module.model.layers.5.self_attn.o_proj/aten::linear/MatMul")
+    assert int8("__module.model.layers.5.linear_attn.in_proj_qkv/aten::linear/MatMul")
     assert int8("__module.model.layers.5.mlp.gate/aten::linear/MatMul")  # the router
     assert not int8("__module.model.layers.5.mlp.shared_expert_gate/aten::linear/MatMul")
     assert not int8("__module.model.layers.5.mlp.up_proj/aten::linear/MatMul")
-    # The second pass recognises the policy's patterns whatever the depth, and nothing else.
-    assert all(policy.is_int8_pattern(p) for p in patterns + policy.int8_patterns_for({"num_hidden_layers": 8}))
+    assert not int8("__module.model.layers.5.mlp.experts/aten::matmul/MatMul")  # routed experts: INT4
+    # A dense model has no router pattern (NNCF refuses patterns that match nothing).
+    assert policy.MOE_ROUTERS not in policy.int8_patterns_for({"intermediate_size": 96})
+    # The second pass recognises the policy's patterns, and nothing else.
+    assert all(policy.is_int8_pattern(p) for p in patterns)
     assert not policy.is_int8_pattern(r".*\.mlp\.up_proj/.*")
     assert not policy.is_int8_pattern(policy.MOE_SHARED_EXPERT_GATE)
 

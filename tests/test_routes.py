@@ -47,7 +47,7 @@ def _read(folder: Path, xml: str = "openvino_model.xml") -> ov.Model:
 
 def _assert_marked(model: ov.Model, text_config: dict) -> None:
     assert is_plugin_ir(model), "every IR of a plugin export carries the plugin's mark"
-    assert marked_policy_config(model)["num_hidden_layers"] == text_config["num_hidden_layers"]
+    assert marked_policy_config(model)["intermediate_size"] == text_config["intermediate_size"]
 
 
 def _assert_stateless(model: ov.Model) -> None:

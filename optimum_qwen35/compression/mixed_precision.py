@@ -1,8 +1,8 @@
 """The second compression pass: INT8 for the weights the INT4 pass left out by policy.
 
 ``nncf.compress_weights`` takes one primary precision per call. The policy wants INT4 for most
-weights and INT8 for the Gated DeltaNet and full attention projections, the first and last
-layer's ``mlp.down_proj`` (MoE: the shared expert's) and the MoE router, so the INT4 pass ignores
+weights and INT8 for the Gated DeltaNet and full attention projections, ``mlp.down_proj`` (MoE:
+the shared expert's) and the MoE router, so the INT4 pass ignores
 those weights (the :func:`.policy.is_int8_pattern` patterns in its ignored scope) and this pass
 compresses exactly them to INT8. NNCF skips weights that are already compressed, and everything
 that does not match a policy pattern is ignored here, so nothing is compressed twice and weights
