@@ -1,16 +1,25 @@
-"""Decode speed and IR size of INT4 policy candidates on the full-size Qwen3.5-0.8B shape.
+"""Decode speed and IR size of INT4 policy candidates on a full-width Qwen3.5 shape.
 
 The accuracy of each candidate comes from ``compression_sweep.py`` on the trained references;
-speed does not depend on weight values, so it is measured here on random weights of the real
-0.8B shape. The random bf16 checkpoint is exported once as fp16 (the uncompressed IR), then
-every candidate row of ``compression_sweep.ROWS`` compresses it with the plugin's own steps
-(``compression_sweep.compress``). Decode time per token (batch 1, after a 128-token prefill,
-default CPU precision) is measured in interleaved rounds — every candidate once per round — and
-reported as the median over rounds relative to ``--baseline`` (default ``down8-g128``, the
-plugin's int4 default before issue #14), because absolute times on a shared machine are noise.
+speed does not depend on weight values, so it is measured here on random weights of a real
+shape: ``--shape`` (default the 0.8B text shape at its full depth), optionally with the depth cut
+to ``--layers`` at full width (``export_memory.checkpoint_for``: the hub's layout, required for the
+hub shapes 27B and 35B-A3B; the export takes the text model out of the composite checkpoint, as
+``optimum-cli`` does for any composite Qwen3.5 with no ``--task``). The random bf16 checkpoint is
+exported once as fp16 (the uncompressed IR), then every candidate row of
+``compression_sweep.ROWS`` compresses it with the plugin's own steps (``compression_sweep.compress``);
+the checkpoint and the fp16 IR are only built while a row's IR is missing, so both can be deleted
+once the rows exist. Decode time per token (batch 1, after a 128-token prefill, default CPU
+precision) is measured in interleaved rounds — every candidate once per round — and reported as the
+median over rounds relative to ``--baseline`` (default ``down8-g128``, the plugin's int4 default
+before issue #14), because absolute times on a shared machine are noise.
+
+On a depth cut the vocabulary tables (embedding and, when untied, lm_head) are a far larger share
+of the time than at the real depth: run two depths and take the difference per layer.
 
     python benchmarks/int4_policy_decode.py --work-dir /tmp/q35-bench \\
         [--rows down8-g128,attn8-ends8-g32] [--baseline attn8-ends8-g32] [--rounds 5] [--json out.json]
+    python benchmarks/int4_policy_decode.py --work-dir /tmp/q35-bench --shape 27B --layers 2 --rounds 0
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compression_sweep import ROWS, _save, compress  # noqa: E402
+from export_memory import SHAPES, checkpoint_for  # noqa: E402
+from hub_layout import HUB_SHAPES, hub_config  # noqa: E402
 from int4_full_size import build_checkpoint, decode_ms_per_token, export  # noqa: E402
 
 
@@ -36,23 +47,36 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--shape", default="0.8B", choices=[*SHAPES, *HUB_SHAPES])
+    parser.add_argument("--layers", type=int, help="cut the depth to this many layers (full width; hub layout)")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.shape in HUB_SHAPES and args.layers is None:
+        parser.error(f"--shape {args.shape} needs --layers (its full depth does not fit this benchmark)")
+    depth = hub_config(args.shape)["text_config"]["num_hidden_layers"]
+    if args.layers is not None and not 1 <= args.layers <= depth:
+        parser.error(f"--layers: Qwen3.5-{args.shape} has 1 to {depth} decoder layers")
     names = args.rows.split(",")
     baseline = args.baseline
     if baseline not in names:
         names.insert(0, baseline)
     work = Path(args.work_dir)
-    checkpoint = build_checkpoint(work / "qwen35-0.8b-random")
-    os.environ.setdefault("OPTIMUM_QWEN35_OVERWRITE", "1")
-    fp16 = work / "ir-fp16"
-    export(checkpoint, fp16, "fp16")
-    folders = {}
-    for name in names:
-        folder = work / f"row-{name}"
-        if not (folder / "openvino_model.xml").is_file():
-            _save(compress(fp16, ROWS[name]), fp16, folder)
-        folders[name] = folder
+    default_shape = args.shape == "0.8B" and args.layers is None
+    # The 0.8B text shape keeps its original folders; every other shape and depth gets its own.
+    irs = work if default_shape else work / f"{args.shape}-L{args.layers or 'full'}"
+    folders = {name: irs / f"row-{name}" for name in names}
+    missing = [name for name in names if not (folders[name] / "openvino_model.xml").is_file()]
+    if missing:
+        if default_shape:
+            checkpoint = build_checkpoint(work / "qwen35-0.8b-random")
+        else:
+            checkpoint = checkpoint_for(args.shape, args.layers, work)
+        os.environ.setdefault("OPTIMUM_QWEN35_OVERWRITE", "1")
+        fp16 = irs / "ir-fp16"
+        irs.mkdir(parents=True, exist_ok=True)  # the export's log is written beside its folder
+        export(checkpoint, fp16, "fp16")
+        for name in missing:
+            _save(compress(fp16, ROWS[name]), fp16, folders[name])
     if args.rounds == 0:  # only build the IRs (time them later, on an idle machine)
         return
     times: dict[str, list[float]] = {name: [] for name in names}

@@ -182,6 +182,17 @@ def test_export_memory_names_bad_arguments(tmp_path):
     assert not (tmp_path / "work").exists()
 
 
+def test_int4_policy_decode_names_bad_depths(tmp_path):
+    """A hub shape with no depth cut, or a cut beyond the model, is one line of usage error, before any work."""
+    script = str(BENCHMARKS / "int4_policy_decode.py")
+    cmd = [sys.executable, script, "--work-dir", str(tmp_path / "work"), "--shape", "27B"]
+    uncut = subprocess.run(cmd, capture_output=True, text=True)
+    assert uncut.returncode == 2 and "--shape 27B needs --layers" in uncut.stderr
+    too_deep = subprocess.run([*cmd, "--layers", "65"], capture_output=True, text=True)
+    assert too_deep.returncode == 2 and "Qwen3.5-27B has 1 to 64 decoder layers" in too_deep.stderr
+    assert not (tmp_path / "work").exists()
+
+
 def test_runtime_memory_reports_every_stage(text_export, tmp_path):
     cmd = [sys.executable, str(BENCHMARKS / "runtime_memory.py"), str(text_export), "--configs", "core,genai-released"]
     cmd += ["--prompt", "16", "--new-tokens", "2", "--json", str(tmp_path / "memory.json")]
