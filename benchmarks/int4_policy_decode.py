@@ -8,11 +8,12 @@ hub shapes 27B and 35B-A3B; the export takes the text model out of the composite
 ``optimum-cli`` does for any composite Qwen3.5 with no ``--task``). The random bf16 checkpoint is
 exported once as fp16 (the uncompressed IR), then every candidate row of
 ``compression_sweep.ROWS`` compresses it with the plugin's own steps (``compression_sweep.compress``);
-the checkpoint and the fp16 IR are only built while a row's IR is missing, so both can be deleted
-once the rows exist. Decode time per token (batch 1, after a 128-token prefill, default CPU
-precision) is measured in interleaved rounds — every candidate once per round — and reported as the
-median over rounds relative to ``--baseline`` (default ``down8-g128``, the plugin's int4 default
-before issue #14), because absolute times on a shared machine are noise.
+the checkpoint is only built while the fp16 IR is missing and the fp16 IR only while a row's IR
+is, so each can be deleted once what is built from it exists. Decode time per token (batch 1,
+after a 128-token prefill, default CPU precision) is measured in interleaved rounds — every
+candidate once per round — and reported as the median over rounds relative to ``--baseline``
+(default ``down8-g128``, the plugin's int4 default before issue #14), because absolute times on
+a shared machine are noise.
 
 On a depth cut the vocabulary tables (embedding and, when untied, lm_head) are a far larger share
 of the time than at the real depth: run two depths and take the difference per layer.
@@ -66,17 +67,17 @@ def main() -> None:
     irs = work if default_shape else work / f"{args.shape}-L{args.layers or 'full'}"
     folders = {name: irs / f"row-{name}" for name in names}
     missing = [name for name in names if not (folders[name] / "openvino_model.xml").is_file()]
-    if missing:
+    fp16 = irs / "ir-fp16"
+    if missing and not (fp16 / "openvino_model.xml").is_file():
         if default_shape:
             checkpoint = build_checkpoint(work / "qwen35-0.8b-random")
         else:
             checkpoint = checkpoint_for(args.shape, args.layers, work)
         os.environ.setdefault("OPTIMUM_QWEN35_OVERWRITE", "1")
-        fp16 = irs / "ir-fp16"
         irs.mkdir(parents=True, exist_ok=True)  # the export's log is written beside its folder
         export(checkpoint, fp16, "fp16")
-        for name in missing:
-            _save(compress(fp16, ROWS[name]), fp16, folders[name])
+    for name in missing:
+        _save(compress(fp16, ROWS[name]), fp16, folders[name])
     if args.rounds == 0:  # only build the IRs (time them later, on an idle machine)
         return
     times: dict[str, list[float]] = {name: [] for name in names}
