@@ -270,8 +270,14 @@ def estimated_bytes(row: Row, text_config: dict) -> float:
 
 
 def _text_config(path: Path) -> dict:
+    """The text config of a checkpoint's ``config.json``, composite or not. A composite config keeps
+    ``tie_word_embeddings`` at its top level (false on 9B, 27B, 35B-A3B): copied in, or the size
+    estimate would count one vocabulary table instead of two."""
     config = json.loads(path.read_text())
-    return config.get("text_config") or config
+    text = config.get("text_config")
+    if text is None:
+        return config
+    return {"tie_word_embeddings": config.get("tie_word_embeddings", True), **text}
 
 
 def _int8_label(row: Row, moe: bool) -> str:
